@@ -1,0 +1,1 @@
+"""Thin Lambda handlers, one module per Step Functions state: parse the event, call the domain, return ids."""

@@ -1,0 +1,1 @@
+"""Domain logic of the access-key rotation: plain functions, AWS clients passed in, no environment reads."""

@@ -1,0 +1,427 @@
+"""The one validator of the rotation settings (docs/design.md §1), shared by the CDK app and the Lambdas.
+
+`load_settings(dict)` returns frozen dataclasses or raises `InvalidSettings` whose message starts with the
+path of the bad field (`users[2].profile: ...`). Unknown keys are refused so that a typo is not silently
+ignored. `Settings.to_dict()` is the JSON the CDK app bundles; `load_settings(s.to_dict()) == s`.
+
+The patterns below are also the `allowedPattern`s of the Run Command document's parameters (a contract test
+compares them): they must stay valid in both Python `re` and Go RE2 (no look-arounds, no backreferences).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rotation.errors import InvalidSettings
+
+__all__ = [
+    "CREDENTIALS_FILE_PATTERN",
+    "FILE_OWNER_PATTERN",
+    "INSTANCE_ID_PATTERN",
+    "MANAGED_PATH_PATTERN",
+    "PROFILE_PATTERN",
+    "RELOAD_HOOK_PATTERN",
+    "SECRET_ID_PATTERN",
+    "SERVER_GROUP_PATTERN",
+    "USER_NAME_PATTERN",
+    "Alerts",
+    "Defaults",
+    "InvalidSettings",
+    "Schedule",
+    "ServerGroup",
+    "Settings",
+    "Tag",
+    "User",
+    "Waits",
+    "load_settings",
+    "load_settings_file",
+    "parse_waits",
+]
+
+# IAM user names: [\w+=,.@-]{1,64}, written out in ASCII (Python's \w is Unicode-aware, Go's is not).
+USER_NAME_PATTERN = r"^[A-Za-z0-9_+=,.@-]{1,64}$"
+MANAGED_PATH_PATTERN = r"^/([A-Za-z0-9_+=,.@-]+/)*$"
+# Absolute path; every segment may start with at most one dot, so `.`, `..` and `..x` are impossible.
+CREDENTIALS_FILE_PATTERN = r"^(/\.?[A-Za-z0-9_@+-][A-Za-z0-9_.@+-]*)+$"
+PROFILE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+# A file name in the agent's hooks directory; must not start with a dot (no `.`/`..` escapes).
+RELOAD_HOOK_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"
+# Portable POSIX user name (useradd's default rule, without the Samba `$` suffix).
+FILE_OWNER_PATTERN = r"^[a-z_][a-z0-9_-]{0,31}$"
+INSTANCE_ID_PATTERN = r"^(mi-[0-9a-f]{17}|i-[0-9a-f]{8,17})$"
+SERVER_GROUP_PATTERN = r"^[a-z0-9-]{1,32}$"
+# Secrets Manager names: letters, digits and /_+=.@-
+SECRET_ID_PATTERN = r"^[A-Za-z0-9/_+=.@-]{1,512}$"  # noqa: S105 (a name pattern)
+SECRET_PREFIX_PATTERN = r"^[A-Za-z0-9/_+=.@-]{0,256}$"  # noqa: S105
+TAG_KEY_PATTERN = r"^[A-Za-z0-9 _.:/=+@-]{1,128}$"
+TAG_VALUE_PATTERN = r"^[A-Za-z0-9 _.:/=+@-]{1,256}$"
+MAX_CONCURRENCY_PATTERN = r"^([1-9][0-9]{0,4}|[1-9][0-9]?%|100%)$"
+SCHEDULE_PATTERN = r"^(cron|rate|at)\(.{1,250}\)$"
+TIMEZONE_PATTERN = r"^[A-Za-z0-9_+/-]{1,64}$"
+EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$"
+
+# The SSM Agent of a hybrid node owns this profile of this file and rewrites it (docs/design.md §1).
+AGENT_CREDENTIALS_FILE = "/root/.aws/credentials"
+AGENT_PROFILE = "default"
+
+WAIT_FIELDS = ("verify_interval_seconds", "poll_seconds", "max_polls", "observe_seconds", "grace_seconds")
+
+
+@dataclass(frozen=True)
+class Waits:
+    verify_interval_seconds: int
+    poll_seconds: int
+    max_polls: int
+    observe_seconds: int
+    grace_seconds: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {field: getattr(self, field) for field in WAIT_FIELDS}
+
+
+@dataclass(frozen=True)
+class Defaults:
+    max_key_age_days: int
+    waits: Waits
+    usage_margin_seconds: int
+    command_timeout_seconds: int
+    max_concurrency: str
+
+
+@dataclass(frozen=True)
+class Schedule:
+    expression: str
+    timezone: str
+    duration_hours: int
+    cutoff_hours: int
+    max_parallel_users: int
+
+
+@dataclass(frozen=True)
+class Alerts:
+    email: str | None
+
+
+@dataclass(frozen=True)
+class Tag:
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class ServerGroup:
+    name: str
+    tag: Tag | None
+    instance_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    server_group: str
+    credentials_file: str
+    profile: str
+    file_owner: str
+    reload_hook: str | None
+    max_key_age_days: int | None
+    allow_offline: bool
+
+
+@dataclass(frozen=True)
+class Settings:
+    managed_path: str
+    secret_prefix: str
+    defaults: Defaults
+    schedule: Schedule
+    alerts: Alerts
+    server_groups: tuple[ServerGroup, ...]
+    users: tuple[User, ...]
+
+    def user(self, name: str) -> User | None:
+        """The user's entry; IAM user names are unique case-insensitively, lookups are exact."""
+        return next((user for user in self.users if user.name == name), None)
+
+    def group(self, name: str) -> ServerGroup:
+        return next(group for group in self.server_groups if group.name == name)
+
+    def secret_id(self, user: User) -> str:
+        return self.secret_prefix + user.name
+
+    def max_key_age_days(self, user: User) -> int:
+        return user.max_key_age_days if user.max_key_age_days is not None else self.defaults.max_key_age_days
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form; `load_settings` of it gives back an equal `Settings`."""
+        return {
+            "managed_path": self.managed_path,
+            "secret_prefix": self.secret_prefix,
+            "defaults": {
+                "max_key_age_days": self.defaults.max_key_age_days,
+                "waits": self.defaults.waits.to_dict(),
+                "usage_margin_seconds": self.defaults.usage_margin_seconds,
+                "command_timeout_seconds": self.defaults.command_timeout_seconds,
+                "max_concurrency": self.defaults.max_concurrency,
+            },
+            "schedule": {
+                "expression": self.schedule.expression,
+                "timezone": self.schedule.timezone,
+                "duration_hours": self.schedule.duration_hours,
+                "cutoff_hours": self.schedule.cutoff_hours,
+                "max_parallel_users": self.schedule.max_parallel_users,
+            },
+            "alerts": {"email": self.alerts.email},
+            "server_groups": [_group_to_dict(group) for group in self.server_groups],
+            "users": [
+                {
+                    "name": user.name,
+                    "server_group": user.server_group,
+                    "credentials_file": user.credentials_file,
+                    "profile": user.profile,
+                    "file_owner": user.file_owner,
+                    "reload_hook": user.reload_hook,
+                    "max_key_age_days": user.max_key_age_days,
+                    "allow_offline": user.allow_offline,
+                }
+                for user in self.users
+            ],
+        }
+
+
+def _group_to_dict(group: ServerGroup) -> dict[str, Any]:
+    if group.tag is not None:
+        return {"name": group.name, "tag": {"key": group.tag.key, "value": group.tag.value}}
+    return {"name": group.name, "instance_ids": list(group.instance_ids)}
+
+
+def load_settings_file(path: str | Path) -> Settings:
+    """Read a JSON settings file (the form the CDK app bundles into the Lambda asset)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidSettings(f"cannot read settings file {path}: {exc.strerror}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidSettings(f"settings file {path} is not JSON: {exc.msg} at line {exc.lineno}") from exc
+    return load_settings(data)
+
+
+def load_settings(data: Any) -> Settings:
+    """Validate the whole settings document; raise `InvalidSettings` naming the first bad field."""
+    root = _mapping(data, "settings")
+    _only(root, "settings", required={"managed_path", "secret_prefix", "defaults", "schedule",
+                                       "server_groups", "users"}, optional={"alerts"})
+    managed_path = _string(root["managed_path"], "managed_path", MANAGED_PATH_PATTERN,
+                           "an IAM path like /keyrotation/")
+    if len(managed_path) > 512:
+        raise InvalidSettings("managed_path: longer than 512 characters")
+    secret_prefix = _string(root["secret_prefix"], "secret_prefix", SECRET_PREFIX_PATTERN,
+                            "letters, digits and /_+=.@- (may be empty)")
+    defaults = _defaults(root["defaults"], "defaults")
+    schedule = _schedule(root["schedule"], "schedule")
+    alerts = _alerts(root.get("alerts", {"email": None}), "alerts")
+    groups = tuple(_server_group(item, f"server_groups[{i}]")
+                   for i, item in enumerate(_list(root["server_groups"], "server_groups")))
+    _unique([group.name for group in groups], "server_groups", "name")
+    group_names = {group.name for group in groups}
+    users = tuple(_user(item, f"users[{i}]", group_names, secret_prefix)
+                  for i, item in enumerate(_list(root["users"], "users")))
+    # IAM user names are unique regardless of case.
+    _unique([user.name.lower() for user in users], "users", "name")
+    _no_shared_profiles(users)
+    return Settings(managed_path=managed_path, secret_prefix=secret_prefix, defaults=defaults,
+                    schedule=schedule, alerts=alerts, server_groups=groups, users=users)
+
+
+def parse_waits(data: Any, path: str, base: Waits | None = None) -> Waits:
+    """Validate a `waits` mapping; with `base`, every field is optional and overrides the base value."""
+    raw = _mapping(data, path)
+    if base is None:
+        _only(raw, path, required=set(WAIT_FIELDS), optional=set())
+        values = {}
+    else:
+        _only(raw, path, required=set(), optional=set(WAIT_FIELDS))
+        values = base.to_dict()
+    for field in raw:
+        values[field] = _int(raw[field], f"{path}.{field}", minimum=1 if field == "max_polls" else 0)
+    return Waits(**values)
+
+
+def _defaults(data: Any, path: str) -> Defaults:
+    raw = _mapping(data, path)
+    _only(raw, path, required={"max_key_age_days", "waits", "usage_margin_seconds",
+                               "command_timeout_seconds", "max_concurrency"}, optional=set())
+    return Defaults(
+        max_key_age_days=_int(raw["max_key_age_days"], f"{path}.max_key_age_days", minimum=1),
+        waits=parse_waits(raw["waits"], f"{path}.waits"),
+        usage_margin_seconds=_int(raw["usage_margin_seconds"], f"{path}.usage_margin_seconds", minimum=0),
+        # SendCommand's TimeoutSeconds accepts 30..2592000.
+        command_timeout_seconds=_int(raw["command_timeout_seconds"], f"{path}.command_timeout_seconds",
+                                     minimum=30, maximum=2_592_000),
+        max_concurrency=_string(raw["max_concurrency"], f"{path}.max_concurrency", MAX_CONCURRENCY_PATTERN,
+                                'a count like "50" or a percentage like "10%"'),
+    )
+
+
+def _schedule(data: Any, path: str) -> Schedule:
+    raw = _mapping(data, path)
+    _only(raw, path, required={"expression", "timezone", "duration_hours", "cutoff_hours",
+                               "max_parallel_users"}, optional=set())
+    duration = _int(raw["duration_hours"], f"{path}.duration_hours", minimum=1, maximum=24)
+    cutoff = _int(raw["cutoff_hours"], f"{path}.cutoff_hours", minimum=0, maximum=23)
+    if cutoff >= duration:
+        raise InvalidSettings(f"{path}.cutoff_hours: must be less than duration_hours ({duration})")
+    return Schedule(
+        expression=_string(raw["expression"], f"{path}.expression", SCHEDULE_PATTERN,
+                           "cron(...), rate(...) or at(...)"),
+        timezone=_string(raw["timezone"], f"{path}.timezone", TIMEZONE_PATTERN, "an IANA time zone"),
+        duration_hours=duration,
+        cutoff_hours=cutoff,
+        # An inline Map runs at most 40 iterations at once.
+        max_parallel_users=_int(raw["max_parallel_users"], f"{path}.max_parallel_users",
+                                minimum=1, maximum=40),
+    )
+
+
+def _alerts(data: Any, path: str) -> Alerts:
+    raw = _mapping(data, path)
+    _only(raw, path, required=set(), optional={"email"})
+    email = raw.get("email")
+    if email is not None:
+        email = _string(email, f"{path}.email", EMAIL_PATTERN, "an e-mail address or null")
+    return Alerts(email=email)
+
+
+def _server_group(data: Any, path: str) -> ServerGroup:
+    raw = _mapping(data, path)
+    _only(raw, path, required={"name"}, optional={"tag", "instance_ids"})
+    name = _string(raw["name"], f"{path}.name", SERVER_GROUP_PATTERN, "[a-z0-9-]{1,32}")
+    if ("tag" in raw) == ("instance_ids" in raw):
+        raise InvalidSettings(f"{path}: needs exactly one of tag or instance_ids")
+    if "tag" in raw:
+        tag_raw = _mapping(raw["tag"], f"{path}.tag")
+        _only(tag_raw, f"{path}.tag", required={"key", "value"}, optional=set())
+        key = _string(tag_raw["key"], f"{path}.tag.key", TAG_KEY_PATTERN, "a tag key")
+        if key.lower().startswith("aws:"):
+            raise InvalidSettings(f"{path}.tag.key: the aws: prefix is reserved")
+        value = _string(tag_raw["value"], f"{path}.tag.value", TAG_VALUE_PATTERN, "a tag value")
+        return ServerGroup(name=name, tag=Tag(key=key, value=value), instance_ids=())
+    ids_raw = _list(raw["instance_ids"], f"{path}.instance_ids")
+    if not ids_raw:
+        raise InvalidSettings(f"{path}.instance_ids: must not be empty")
+    ids = tuple(_string(item, f"{path}.instance_ids[{i}]", INSTANCE_ID_PATTERN,
+                        "mi-<17 hex> or i-<8..17 hex>")
+                for i, item in enumerate(ids_raw))
+    _unique(list(ids), f"{path}.instance_ids", None)
+    return ServerGroup(name=name, tag=None, instance_ids=ids)
+
+
+def _user(data: Any, path: str, group_names: set[str], secret_prefix: str) -> User:
+    raw = _mapping(data, path)
+    _only(raw, path, required={"name", "server_group", "credentials_file", "profile", "file_owner"},
+          optional={"reload_hook", "max_key_age_days", "allow_offline"})
+    name = _string(raw["name"], f"{path}.name", USER_NAME_PATTERN, "an IAM user name ([\\w+=,.@-]{1,64})")
+    if not re.fullmatch(SECRET_ID_PATTERN, secret_prefix + name):
+        raise InvalidSettings(f"{path}.name: secret_prefix + name is not a valid secret name")
+    group = _string(raw["server_group"], f"{path}.server_group", None, "")
+    if group not in group_names:
+        raise InvalidSettings(f"{path}.server_group: no server group named {group!r}")
+    credentials_file = _string(raw["credentials_file"], f"{path}.credentials_file", None, "")
+    if not credentials_file.startswith("/"):
+        raise InvalidSettings(f"{path}.credentials_file: must be an absolute path")
+    if any(part in {".", ".."} for part in credentials_file.split("/")):
+        raise InvalidSettings(f"{path}.credentials_file: must not contain . or .. segments")
+    if len(credentials_file) > 4096 or not re.fullmatch(CREDENTIALS_FILE_PATTERN, credentials_file):
+        raise InvalidSettings(f"{path}.credentials_file: must be a plain absolute file path "
+                              "(letters, digits, _@+-. ; no trailing slash)")
+    profile = _string(raw["profile"], f"{path}.profile", PROFILE_PATTERN, "[A-Za-z0-9_.-]{1,64}")
+    if credentials_file == AGENT_CREDENTIALS_FILE and profile == AGENT_PROFILE:
+        raise InvalidSettings(f"{path}.profile: the default profile of {AGENT_CREDENTIALS_FILE} belongs to "
+                              "the SSM Agent, which overwrites it; use a named profile or another file")
+    reload_hook = raw.get("reload_hook")
+    if reload_hook is not None:
+        reload_hook = _string(reload_hook, f"{path}.reload_hook", RELOAD_HOOK_PATTERN,
+                              "a file name in the agent's hooks directory "
+                              "([A-Za-z0-9_.-]{1,64}, no leading dot)")
+    max_age = raw.get("max_key_age_days")
+    if max_age is not None:
+        max_age = _int(max_age, f"{path}.max_key_age_days", minimum=1)
+    allow_offline = raw.get("allow_offline", False)
+    if not isinstance(allow_offline, bool):
+        raise InvalidSettings(f"{path}.allow_offline: must be true or false")
+    return User(
+        name=name,
+        server_group=group,
+        credentials_file=credentials_file,
+        profile=profile,
+        file_owner=_string(raw["file_owner"], f"{path}.file_owner", FILE_OWNER_PATTERN, "a POSIX user name"),
+        reload_hook=reload_hook,
+        max_key_age_days=max_age,
+        allow_offline=allow_offline,
+    )
+
+
+def _no_shared_profiles(users: tuple[User, ...]) -> None:
+    """Two users writing the same profile of the same file on the same servers would undo each other."""
+    seen: dict[tuple[str, str, str], int] = {}
+    for i, user in enumerate(users):
+        key = (user.server_group, user.credentials_file, user.profile)
+        if key in seen:
+            raise InvalidSettings(f"users[{i}].profile: users[{seen[key]}] already writes profile "
+                                  f"{user.profile!r} of {user.credentials_file} "
+                                  f"on server group {user.server_group!r}")
+        seen[key] = i
+
+
+def _mapping(value: Any, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
+        raise InvalidSettings(f"{path}: must be a mapping")
+    return value
+
+
+def _list(value: Any, path: str) -> list[Any]:
+    if not isinstance(value, list | tuple):
+        raise InvalidSettings(f"{path}: must be a list")
+    return list(value)
+
+
+def _only(raw: Mapping[str, Any], path: str, *, required: set[str], optional: set[str]) -> None:
+    missing = sorted(required - raw.keys())
+    if missing:
+        raise InvalidSettings(f"{path}.{missing[0]}: required")
+    unknown = sorted(raw.keys() - required - optional)
+    if unknown:
+        raise InvalidSettings(f"{path}.{unknown[0]}: unknown field")
+
+
+def _string(value: Any, path: str, pattern: str | None, expected: str) -> str:
+    if not isinstance(value, str) or not value and pattern is None:
+        raise InvalidSettings(f"{path}: must be a non-empty string")
+    if pattern is not None and not re.fullmatch(pattern, value):
+        raise InvalidSettings(f"{path}: {value[:80]!r} is not {expected}")
+    return value
+
+
+def _int(value: Any, path: str, *, minimum: int, maximum: int | None = None) -> int:
+    # bool is an int subclass; `true` where a number belongs is a mistake.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidSettings(f"{path}: must be an integer")
+    if value < minimum:
+        raise InvalidSettings(f"{path}: must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise InvalidSettings(f"{path}: must be at most {maximum}")
+    return value
+
+
+def _unique(values: list[str], path: str, field: str | None) -> None:
+    seen: dict[str, int] = {}
+    for i, value in enumerate(values):
+        where = f"{path}[{i}]" + (f".{field}" if field else "")
+        if value in seen:
+            raise InvalidSettings(f"{where}: duplicate of {path}[{seen[value]}]")
+        seen[value] = i
