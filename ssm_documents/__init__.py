@@ -1,0 +1,1 @@
+"""Run Command documents (the contract with the engine) and their rendering with the agent inlined."""
