@@ -87,7 +87,9 @@ class Emulator:
 
     # ----------------------------------------------------------------------------------------- clients
 
-    def client(self, service: str, **credentials: str) -> Any:
+    def client(self, service: str, config: Config | None = None, **credentials: str) -> Any:
+        """A client of the emulator; credentials default to an operator's (moto checks none)."""
+        base = Config(retries={"mode": "standard", "max_attempts": 3})
         return boto3.client(
             service,  # type: ignore[call-overload]
             endpoint_url=self.endpoint,
@@ -95,7 +97,7 @@ class Emulator:
             aws_access_key_id=credentials.get("aws_access_key_id", "AKIASANDBOXOPERATOR0"),
             aws_secret_access_key=credentials.get("aws_secret_access_key", "sandbox-operator"),
             aws_session_token=credentials.get("aws_session_token"),
-            config=Config(retries={"mode": "standard", "max_attempts": 3}),
+            config=base.merge(config) if config else base,
         )
 
     def backend(self, service: str) -> Any:

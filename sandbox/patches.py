@@ -90,9 +90,6 @@ class ManagedInstances(Protocol):
 def attach_fleet(ssm_backend: Any, fleet: ManagedInstances) -> None:
     """Make Run Command on this account/region's SSM backend dispatch to `fleet`."""
     ssm_backend._sandbox_fleet = fleet
-    for info in fleet.instance_information():
-        for key, value in info.get("Tags", {}).items():
-            ssm_backend.add_tags_to_resource("ManagedInstance", info["InstanceId"], {key: value})
 
 
 def _fleet_of(ssm_backend: Any) -> ManagedInstances | None:
@@ -134,6 +131,7 @@ def _patch_list() -> list[_Patch]:
         _Patch(backend, "send_command", _wrap_send_command, must_exist=True),
         _Patch(backend, "list_commands", _wrap_refreshing, must_exist=True),
         _Patch(ssm_models.Command, "get_invocation", _wrap_get_invocation, must_exist=True),
+        _Patch(ssm_models.Command, "response_object", _wrap_response_object, must_exist=True),
         _Patch(backend, "list_command_invocations", add(_backend_list_command_invocations), must_exist=False),
         _Patch(backend, "describe_instance_information", add(_backend_describe_instance_information),
                must_exist=False),
@@ -691,6 +689,16 @@ def _wrap_get_invocation(original: Callable[..., Any]) -> Callable[..., Any]:
             return _public(invocation)
 
     return get_invocation
+
+
+def _wrap_response_object(original: Callable[..., Any]) -> Callable[..., Any]:
+    def response_object(self: Any) -> dict[str, Any]:
+        response: dict[str, Any] = original(self)
+        if "_sandbox_document" in self.__dict__:
+            response["DeliveryTimedOutCount"] = self.delivery_timed_out_count
+        return response
+
+    return response_object
 
 
 def _invocation_entry(command: Any, invocation: dict[str, Any], details: bool) -> dict[str, Any]:
