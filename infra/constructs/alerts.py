@@ -1,0 +1,108 @@
+"""Where operators hear about rotations: an encrypted SNS topic, failed-execution events and Lambda alarms."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+# Execution statuses that need a human; SUCCEEDED runs report through the `notify` step.
+ALERT_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
+
+
+class Alerts(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, email: str | None) -> None:
+        super().__init__(scope, construct_id)
+        self.key = kms.Key(
+            self,
+            "Key",
+            description="Encrypts the key-rotation alert topic",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        # EventBridge and CloudWatch alarms publish to an encrypted topic only if the key lets them.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowAlertPublishersOfThisAccount",
+                principals=[
+                    iam.ServicePrincipal("events.amazonaws.com"),
+                    iam.ServicePrincipal("cloudwatch.amazonaws.com"),
+                ],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=["*"],  # in a key policy, "*" is this key
+                conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+            )
+        )
+        self.topic = sns.Topic(
+            self,
+            "Topic",
+            display_name="IAM key rotation",
+            master_key=self.key,
+            enforce_ssl=True,
+        )
+        if email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(email))
+
+    def alert_on_failed_executions(self, machines: Sequence[sfn.IStateMachine]) -> events.Rule:
+        rule = events.Rule(
+            self,
+            "FailedExecutions",
+            description="Failed, timed-out or aborted key-rotation executions",
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=["Step Functions Execution Status Change"],
+                detail={
+                    "status": list(ALERT_STATUSES),
+                    "stateMachineArn": [machine.state_machine_arn for machine in machines],
+                },
+            ),
+        )
+        # Only identifiers reach the topic (the event's input/output fields are left out on purpose).
+        rule.add_target(
+            targets.SnsTopic(
+                self.topic,
+                message=events.RuleTargetInput.from_object(
+                    {
+                        "summary": "An IAM key-rotation execution needs attention",
+                        "status": events.EventField.from_path("$.detail.status"),
+                        "execution": events.EventField.from_path("$.detail.executionArn"),
+                        "state_machine": events.EventField.from_path("$.detail.stateMachineArn"),
+                        "region": events.EventField.region,
+                    }
+                ),
+            )
+        )
+        return rule
+
+    def alarm_on_errors(
+        self, functions: Mapping[str, lambda_.IFunction], *, thresholds: Mapping[str, int]
+    ) -> list[cloudwatch.Alarm]:
+        """One alarm per step. Typed domain errors count as Lambda errors too, so a step whose errors are
+        routine (verify_key while IAM propagates) gets a higher threshold from `thresholds`."""
+        alarms = []
+        action = cloudwatch_actions.SnsAction(self.topic)
+        for step, function in functions.items():
+            alarm = cloudwatch.Alarm(
+                self,
+                f"Errors-{step}",
+                alarm_description=f"The {step} step of the IAM key rotation failed unexpectedly",
+                metric=function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+                threshold=thresholds.get(step, 1),
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            alarm.add_alarm_action(action)
+            alarms.append(alarm)
+        return alarms

@@ -1,0 +1,273 @@
+"""The rotation steps: one Lambda per step, each with its own role allowed only what that step does.
+
+The permission table `STEP_ACCESS` is the one place to read what each step may do; `docs/design.md` §2 says
+what each step does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+from rotation.settings import Settings
+
+from infra.nag import acknowledge
+
+STEPS = (
+    "prepare",
+    "create_key",
+    "verify_key",
+    "promote",
+    "distribute",
+    "check_distribution",
+    "check_usage",
+    "deactivate",
+    "delete",
+    "rollback",
+    "notify",
+    "select_due",
+)
+
+# The settings file inside the asset (docs/design.md §1); SETTINGS_PATH is relative to the task root.
+SETTINGS_FILE = "settings.json"
+SERVICE_NAME = "keyrotation"
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one step may do. Resources are fixed per kind (see `RotationSteps._grant`)."""
+
+    iam_keys: tuple[str, ...] = ()  # on IAM users under the managed path only
+    secrets: tuple[str, ...] = ()  # on the users' secrets only
+    secret_writes: bool = False  # kms:GenerateDataKey (PutSecretValue) besides kms:Decrypt
+    lock: tuple[str, ...] = ()  # on the lock table only
+    send_command: bool = False  # ssm:SendCommand with our document on managed instances only
+    fleet_reads: tuple[str, ...] = ()  # SSM reads that IAM cannot scope to a resource
+    publish: bool = False  # sns:Publish to the alert topic
+
+
+_LOCK = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+_LIST_KEYS = "iam:ListAccessKeys"
+_READ_SECRET = ("secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue",
+                "secretsmanager:ListSecretVersionIds")
+
+STEP_ACCESS: dict[str, Access] = {
+    "prepare": Access(
+        iam_keys=("iam:GetUser", _LIST_KEYS, "iam:GetAccessKeyLastUsed"),
+        secrets=_READ_SECRET,
+        lock=_LOCK,
+        fleet_reads=("ssm:DescribeInstanceInformation",),
+    ),
+    "create_key": Access(
+        iam_keys=(_LIST_KEYS, "iam:CreateAccessKey", "iam:DeleteAccessKey"),
+        secrets=(*_READ_SECRET, "secretsmanager:PutSecretValue"),
+        secret_writes=True,
+    ),
+    "verify_key": Access(secrets=_READ_SECRET),  # sts:GetCallerIdentity is signed by the new key itself
+    "promote": Access(secrets=(*_READ_SECRET, "secretsmanager:UpdateSecretVersionStage")),
+    "distribute": Access(send_command=True),
+    "check_distribution": Access(fleet_reads=("ssm:ListCommandInvocations",)),
+    "check_usage": Access(iam_keys=(_LIST_KEYS, "iam:GetAccessKeyLastUsed")),
+    "deactivate": Access(iam_keys=(_LIST_KEYS, "iam:UpdateAccessKey")),
+    "delete": Access(
+        iam_keys=(_LIST_KEYS, "iam:DeleteAccessKey"),
+        secrets=(*_READ_SECRET, "secretsmanager:UpdateSecretVersionStage"),
+        lock=_LOCK,
+    ),
+    "rollback": Access(iam_keys=(_LIST_KEYS, "iam:UpdateAccessKey"), lock=_LOCK),
+    "notify": Access(publish=True),
+    "select_due": Access(iam_keys=(_LIST_KEYS,)),
+}
+
+
+class RotationSteps(Construct):
+    """`functions[step]` for every step of `STEPS`, from one asset: `lambdas/` plus `settings.json`."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        asset_dir: Path,
+        powertools_layer_arn: str,
+        secrets: dict[str, secretsmanager.Secret],
+        secrets_key: kms.IKey,
+        lock_table: dynamodb.ITable,
+        document_name: str,
+        topic: sns.ITopic,
+        topic_key: kms.IKey,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._settings = settings
+        self._secrets = secrets
+        self._secrets_key = secrets_key
+        self._lock_table = lock_table
+        self._document_name = document_name
+        self._topic = topic
+        self._topic_key = topic_key
+        code = lambda_.Code.from_asset(str(asset_dir), exclude=["__pycache__", "*.pyc"])
+        layer = lambda_.LayerVersion.from_layer_version_arn(self, "Powertools", powertools_layer_arn)
+        environment = {
+            "SETTINGS_PATH": SETTINGS_FILE,
+            "LOCK_TABLE": lock_table.table_name,
+            "DOCUMENT_NAME": document_name,
+            "TOPIC_ARN": topic.topic_arn,
+            "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+        }
+        self.functions: dict[str, lambda_.Function] = {}
+        self.roles: dict[str, iam.Role] = {}
+        for step in STEPS:
+            role = iam.Role(
+                self,
+                f"Role-{step}",
+                description=f"Key rotation: the {step} step",
+                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            )
+            log_group = logs.LogGroup(
+                self,
+                f"Logs-{step}",
+                retention=logs.RetentionDays.ONE_YEAR,
+                removal_policy=RemovalPolicy.DESTROY,
+            )
+            function = lambda_.Function(
+                self,
+                f"Step-{step}",
+                description=f"Key rotation: the {step} step",
+                runtime=lambda_.Runtime.PYTHON_3_12,
+                handler=f"handlers.{step}.handler",
+                code=code,
+                role=role,
+                layers=[layer],
+                environment=environment,
+                timeout=Duration.minutes(2),
+                memory_size=256,
+                tracing=lambda_.Tracing.ACTIVE,
+                log_group=log_group,
+            )
+            log_group.grant_write(role)
+            self._grant(step, role, STEP_ACCESS[step])
+            self._acknowledge(step, function, role)
+            self.functions[step] = function
+            self.roles[step] = role
+
+    def secret_readers(self) -> list[iam.IRole]:
+        """The step roles that read a secret's value (for the secrets' resource policy)."""
+        return [self.roles[step] for step, access in STEP_ACCESS.items()
+                if "secretsmanager:GetSecretValue" in access.secrets]
+
+    def _grant(self, step: str, role: iam.Role, access: Access) -> None:
+        stack = Stack.of(self)
+        statements: list[iam.PolicyStatement] = []
+        if access.iam_keys:
+            statements.append(iam.PolicyStatement(
+                sid="KeysOfManagedUsersOnly",
+                actions=list(access.iam_keys),
+                resources=[managed_users_arn(stack, self._settings.managed_path)],
+            ))
+        if access.secrets:
+            statements.append(iam.PolicyStatement(
+                sid="TheUsersSecretsOnly",
+                actions=list(access.secrets),
+                resources=[secret.secret_arn for secret in self._secrets.values()],
+            ))
+            kms_actions = ["kms:Decrypt", "kms:GenerateDataKey"] if access.secret_writes else ["kms:Decrypt"]
+            statements.append(iam.PolicyStatement(
+                sid="SecretsKeyViaSecretsManagerOnly",
+                actions=kms_actions,
+                resources=[self._secrets_key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"}},
+            ))
+        if access.lock:
+            statements.append(iam.PolicyStatement(
+                sid="LockTableOnly",
+                actions=list(access.lock),
+                resources=[self._lock_table.table_arn],
+            ))
+        if access.send_command:
+            statements.append(iam.PolicyStatement(
+                sid="OurDocumentOnManagedInstancesOnly",
+                actions=["ssm:SendCommand"],
+                resources=[
+                    stack.format_arn(service="ssm", resource="document", resource_name=self._document_name),
+                    *send_command_targets(stack, self._settings),
+                ],
+            ))
+        if access.fleet_reads:
+            statements.append(iam.PolicyStatement(
+                sid="FleetReadsWithoutResourceTypes",
+                actions=list(access.fleet_reads),
+                resources=["*"],
+            ))
+        if access.publish:
+            statements.append(iam.PolicyStatement(
+                sid="AlertTopicOnly", actions=["sns:Publish"], resources=[self._topic.topic_arn]
+            ))
+            statements.append(iam.PolicyStatement(
+                sid="AlertTopicKeyViaSnsOnly",
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=[self._topic_key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"sns.{Aws.REGION}.amazonaws.com"}},
+            ))
+        iam.Policy(self, f"Policy-{step}", roles=[role], statements=statements)
+
+    def _acknowledge(self, step: str, function: lambda_.Function, role: iam.Role) -> None:
+        access = STEP_ACCESS[step]
+        policy = self.node.find_child(f"Policy-{step}")
+        if access.iam_keys:
+            acknowledge(
+                policy,
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iam::<AWS::AccountId>:user"
+                f"{self._settings.managed_path}*]",
+                "IAM key actions are limited to users under the managed IAM path, the documented boundary "
+                "of this system; users are added by configuration, so the path cannot be enumerated here.",
+            )
+        if access.fleet_reads:
+            acknowledge(
+                policy,
+                "AwsSolutions-IAM5[Resource::*]",
+                f"{', '.join(access.fleet_reads)} support no resource-level permissions (IAM requires "
+                "\"*\"); they only read fleet and command status.",
+            )
+        if access.send_command:
+            acknowledge(
+                policy,
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:"
+                "managed-instance/*]",
+                "Servers join by hybrid activation at any time, so their mi- ids are not known at deploy "
+                "time; the same statement limits SendCommand to this stack's document.",
+            )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Added by CDK for active X-Ray tracing: xray:PutTraceSegments and xray:PutTelemetryRecords "
+            "support no resource-level permissions.",
+        )
+        acknowledge(
+            function,
+            "AwsSolutions-L1",
+            "Python 3.12 is the runtime the pinned Powertools v3 layer and requirements/lambda.txt target; "
+            "moving to a newer runtime is a deliberate upgrade of both.",
+        )
+
+
+def managed_users_arn(stack: Stack, managed_path: str) -> str:
+    """`arn:${Partition}:iam::${Account}:user<managed_path>*` — every user under the managed path."""
+    return f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:user{managed_path}*"
+
+
+def send_command_targets(stack: Stack, settings: Settings) -> list[str]:
+    """Managed (hybrid) instances; EC2 instance ARNs only when a group lists EC2 instance ids."""
+    targets = [stack.format_arn(service="ssm", resource="managed-instance", resource_name="*")]
+    if any(instance.startswith("i-") for group in settings.server_groups for instance in group.instance_ids):
+        targets.append(stack.format_arn(service="ec2", resource="instance", resource_name="*"))
+    return targets

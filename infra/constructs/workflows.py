@@ -1,0 +1,379 @@
+"""The two state machines: the per-user rotation (docs/design.md §2) and the scheduled run over due users.
+
+State names are the step names wherever a state runs a step, so the console reads like the design.
+Conventions: the execution input stays at the root of the state; `prepare` gets
+`{"input": <execution input>, "execution_id": $$.Execution.Id}`; every other step gets the whole state;
+every step's result (the `rotation` object) goes to `$.rotation`; a caught error goes to `$.error`
+(`{"Error": <class name>, "Cause": …}`), which `rollback` and `notify` read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from aws_cdk import CfnResource, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+from constructs import IConstruct
+from rotation.settings import Settings
+
+from infra.nag import acknowledge
+
+# Lambda's own transient failures (throttling, service errors): retried on every task.
+TRANSIENT_LAMBDA_ERRORS = (
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+)
+TRANSIENT_START_ERRORS = (
+    "StepFunctions.SdkClientException",
+    "StepFunctions.AWSStepFunctionsException",
+    "StepFunctions.ExecutionLimitExceededException",
+)
+# IAM propagation of a new key takes 10-20 s, with no published bound: retry verify_key about two minutes.
+VERIFY_BUDGET_SECONDS = 120
+VERIFY_BACKOFF = 2.0
+
+# `resume_from` values (docs/design.md §2) and the state each resumes at. check_usage resumes at the
+# observation Wait before it: last-used data right after a cut-over is not yet trustworthy.
+RESUME_TARGETS = {
+    "create_key": "create_key",
+    "verify_key": "verify_key",
+    "promote": "promote",
+    "distribute": "distribute",
+    "check_usage": "wait_observe",
+    "deactivate": "deactivate",
+    "delete": "delete",
+    "done": "notify",
+}
+
+
+def _cfn(construct: IConstruct) -> CfnResource:
+    resource = construct.node.default_child
+    if not isinstance(resource, CfnResource):
+        raise TypeError(f"{construct.node.path} has no CloudFormation resource")
+    return resource
+
+
+def verify_attempts(interval_seconds: int, budget_seconds: int = VERIFY_BUDGET_SECONDS) -> int:
+    """Retries of verify_key, doubling from `interval_seconds`, until their waits add up to the budget."""
+    attempts, waited, delay = 0, 0.0, float(interval_seconds)
+    while waited < budget_seconds:
+        attempts += 1
+        waited += delay
+        delay *= VERIFY_BACKOFF
+    return attempts
+
+
+class RotationWorkflows(Construct):
+    """`rotation`: one user's rotation; `scheduled`: select due users and rotate each (bounded Map)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        functions: Mapping[str, lambda_.IFunction],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._functions = functions
+        self._invoked: set[str] = set()
+        self.rotation = sfn.StateMachine(
+            self,
+            "Rotation",
+            comment="Rotate one IAM user's access key across its servers (docs/design.md section 2)",
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            definition_body=sfn.DefinitionBody.from_chainable(
+                self._rotation_definition(settings.defaults.waits.verify_interval_seconds)
+            ),
+            logs=self._logs("RotationLogs"),
+            tracing_enabled=True,
+        )
+        self.scheduled = sfn.StateMachine(
+            self,
+            "Scheduled",
+            comment="Rotate every user whose active key is older than its maximum age",
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            definition_body=sfn.DefinitionBody.from_chainable(
+                self._scheduled_definition(settings.schedule.max_parallel_users)
+            ),
+            logs=self._logs("ScheduledLogs"),
+            tracing_enabled=True,
+        )
+        self._acknowledge_generated_grants()
+
+    def _acknowledge_generated_grants(self) -> None:
+        """CDK writes the machines' policies; each wildcard in them is acknowledged here, one by one."""
+        stack = Stack.of(self)
+        for machine in (self.rotation, self.scheduled):
+            acknowledge(
+                machine.role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "Added by CDK for X-Ray tracing and log delivery (xray:*, logs:*LogDelivery*, "
+                "logs:DescribeLogGroups...), which support no resource-level permissions.",
+            )
+        for step, function in self._functions.items():
+            machine = self.scheduled if step == "select_due" else self.rotation
+            if step not in self._invoked:
+                continue
+            logical_id = stack.resolve(stack.get_logical_id(_cfn(function)))
+            acknowledge(
+                machine.role,
+                f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>:*]",
+                f"CDK grants invoking the {step} step function and its versions; nothing else.",
+            )
+        rotation_name = json.dumps(
+            {"Fn::Select": [6, {"Fn::Split": [":", {"Ref": stack.resolve(stack.get_logical_id(
+                _cfn(self.rotation)))}]}]},
+            separators=(",", ":"),
+        )
+        acknowledge(
+            self.scheduled.role,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:"
+            f"execution:{rotation_name}*]",
+            "startExecution.sync follows (describes, stops) the rotation executions it starts; their "
+            "names are per user and date, so only the rotation machine's executions can be named.",
+        )
+
+    def _logs(self, construct_id: str) -> sfn.LogOptions:
+        # Every event, but never state data: input/output stay in the execution history only.
+        group = logs.LogGroup(self, construct_id, retention=logs.RetentionDays.ONE_YEAR,
+                              removal_policy=RemovalPolicy.DESTROY)
+        return sfn.LogOptions(destination=group, level=sfn.LogLevel.ALL, include_execution_data=False)
+
+    def _step(self, step: str, *, state_name: str | None = None,
+              payload: sfn.TaskInput | None = None) -> tasks.LambdaInvoke:
+        self._invoked.add(step)
+        task = tasks.LambdaInvoke(
+            self,
+            state_name or step,
+            state_name=state_name or step,
+            lambda_function=self._functions[step],
+            payload=payload,
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+            result_path="$.rotation",
+        )
+        task.add_retry(errors=list(TRANSIENT_LAMBDA_ERRORS), interval=Duration.seconds(2), max_attempts=6,
+                       backoff_rate=2, jitter_strategy=sfn.JitterType.FULL)
+        return task
+
+    def _rotation_definition(self, verify_interval_seconds: int) -> sfn.IChainable:
+        failed = sfn.Fail(self, "failed", state_name="failed", comment="The rotation failed; see notify's report")
+        succeeded = sfn.Succeed(self, "succeeded", state_name="succeeded")
+        notify = self._step("notify")
+        outcome = (
+            sfn.Choice(self, "outcome", state_name="outcome")
+            .when(sfn.Condition.is_present("$.error"), failed)
+            .otherwise(succeeded)
+        )
+        notify.next(outcome)
+        notify.add_catch(failed, errors=["States.ALL"], result_path="$.notify_error")
+
+        rollback = self._step("rollback")
+        rollback.next(notify)
+        # A rollback that fails still reports; `$.error` keeps the original failure.
+        rollback.add_catch(notify, errors=["States.ALL"], result_path="$.rollback_error")
+
+        prepare = self._step(
+            "prepare",
+            payload=sfn.TaskInput.from_object(
+                {"input": sfn.JsonPath.entire_payload, "execution_id": sfn.JsonPath.execution_id}
+            ),
+        )
+        create_key = self._step("create_key")
+        verify_key = self._step("verify_key")
+        verify_key.add_retry(
+            errors=["NewKeyNotYetValid"],
+            interval=Duration.seconds(verify_interval_seconds),
+            max_attempts=verify_attempts(verify_interval_seconds),
+            backoff_rate=VERIFY_BACKOFF,
+        )
+        promote = self._step("promote")
+        distribute = self._step("distribute")
+        check_distribution = self._step("check_distribution")
+        check_usage = self._step("check_usage")
+        deactivate = self._step("deactivate")
+        delete = self._step("delete")
+
+        wait_poll = sfn.Wait(self, "wait_poll", state_name="wait_poll",
+                             time=sfn.WaitTime.seconds_path("$.rotation.waits.poll_seconds"))
+        wait_observe = sfn.Wait(self, "wait_observe", state_name="wait_observe",
+                                time=sfn.WaitTime.seconds_path("$.rotation.waits.observe_seconds"))
+        wait_grace = sfn.Wait(self, "wait_grace", state_name="wait_grace",
+                              time=sfn.WaitTime.seconds_path("$.rotation.waits.grace_seconds"))
+
+        # The poll loop is bounded twice: check_distribution raises TargetsUnconfirmed after max_polls, and
+        # this machine stops polling on its own count too, so a misbehaving step cannot poll for a year.
+        poll_limit_reached = sfn.Pass(
+            self,
+            "poll_limit_reached",
+            state_name="poll_limit_reached",
+            parameters={
+                "Error": "TargetsUnconfirmed",
+                "Cause": "Servers did not confirm the new key within max_polls polls",
+            },
+            result_path="$.error",
+        ).next(rollback)
+        invalid_resume = sfn.Pass(
+            self,
+            "invalid_resume",
+            state_name="invalid_resume",
+            parameters={"Error": "InvalidRequest", "Cause": "prepare returned an unknown resume_from"},
+            result_path="$.error",
+        ).next(rollback)
+
+        # Emergency: the old key is deactivated right after promotion, before the fleet has the new key,
+        # and deleted as soon as the fleet confirms (no observation, no grace period).
+        is_emergency = sfn.Condition.string_equals("$.rotation.mode", "emergency")
+        after_promote = (
+            sfn.Choice(self, "after_promote", state_name="after_promote")
+            .when(is_emergency, deactivate)
+            .otherwise(distribute)
+        )
+        after_deactivate = (
+            sfn.Choice(self, "after_deactivate", state_name="after_deactivate")
+            .when(is_emergency, distribute)
+            .otherwise(wait_grace)
+        )
+        after_distribution = (
+            sfn.Choice(self, "after_distribution", state_name="after_distribution")
+            .when(is_emergency, delete)
+            .when(sfn.Condition.string_equals("$.rotation.action", "verify"), delete)
+            .otherwise(wait_observe)
+        )
+        poll_budget = (
+            sfn.Choice(self, "poll_budget", state_name="poll_budget")
+            .when(
+                sfn.Condition.and_(
+                    sfn.Condition.is_present("$.rotation.polls"),
+                    sfn.Condition.is_present("$.rotation.waits.max_polls"),
+                ),
+                sfn.Choice(self, "polls_left", state_name="polls_left")
+                .when(
+                    sfn.Condition.number_less_than_json_path("$.rotation.polls", "$.rotation.waits.max_polls"),
+                    wait_poll,
+                )
+                .otherwise(poll_limit_reached),
+            )
+            .otherwise(poll_limit_reached)
+        )
+        distribution_done = (
+            sfn.Choice(self, "distribution_done", state_name="distribution_done")
+            .when(
+                sfn.Condition.and_(
+                    sfn.Condition.is_present("$.rotation.distribution.done"),
+                    sfn.Condition.boolean_equals("$.rotation.distribution.done", True),
+                ),
+                after_distribution,
+            )
+            .otherwise(poll_budget)
+        )
+
+        states_by_name: dict[str, sfn.IChainable] = {
+            "create_key": create_key,
+            "verify_key": verify_key,
+            "promote": promote,
+            "distribute": distribute,
+            "wait_observe": wait_observe,
+            "deactivate": deactivate,
+            "delete": delete,
+            "notify": notify,
+        }
+        route = sfn.Choice(self, "route", state_name="route").when(
+            sfn.Condition.string_equals("$.rotation.mode", "dry_run"), notify
+        )
+        for resume_from, state_name in RESUME_TARGETS.items():
+            route.when(sfn.Condition.string_equals("$.rotation.resume_from", resume_from),
+                       states_by_name[state_name])
+        route.otherwise(invalid_resume)
+
+        prepare.next(route)
+        create_key.next(verify_key)
+        verify_key.next(promote)
+        promote.next(after_promote)
+        distribute.next(wait_poll)
+        wait_poll.next(check_distribution)
+        check_distribution.next(distribution_done)
+        wait_observe.next(check_usage)
+        check_usage.next(deactivate)
+        deactivate.next(after_deactivate)
+        wait_grace.next(distribute)
+        delete.next(notify)
+
+        for task in (prepare, create_key, verify_key, promote, distribute, check_distribution, check_usage,
+                     deactivate, delete):
+            task.add_catch(rollback, errors=["States.ALL"], result_path="$.error")
+        return prepare
+
+    def _scheduled_definition(self, max_parallel_users: int) -> sfn.IChainable:
+        failed = sfn.Fail(self, "scheduled_failed", state_name="failed",
+                          comment="Selecting or starting the due rotations failed")
+        self._invoked.add("select_due")
+        select_due = tasks.LambdaInvoke(
+            self,
+            "select_due",
+            state_name="select_due",
+            lambda_function=self._functions["select_due"],
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+            result_path="$.due",
+        )
+        select_due.add_retry(errors=list(TRANSIENT_LAMBDA_ERRORS), interval=Duration.seconds(2),
+                             max_attempts=6, backoff_rate=2, jitter_strategy=sfn.JitterType.FULL)
+        select_due.add_catch(failed, errors=["States.ALL"], result_path="$.error")
+
+        # `<user>-<YYYY-MM-DD>T<HHMM>` of this scheduled execution's start (UTC), so operators find a user's
+        # rotation in the console; at most 64 + 16 characters (infra/config.py checks user names).
+        start_time = sfn.JsonPath.string_split(sfn.JsonPath.string_at("$$.Execution.StartTime"), ":")
+        execution_name = sfn.JsonPath.format(
+            "{}-{}{}",
+            sfn.JsonPath.string_at("$$.Map.Item.Value"),
+            sfn.JsonPath.array_get_item(start_time, 0),
+            sfn.JsonPath.array_get_item(start_time, 1),
+        )
+        start_rotation = tasks.StepFunctionsStartExecution(
+            self,
+            "start_rotation",
+            state_name="start_rotation",
+            state_machine=self.rotation,
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+            name=sfn.JsonPath.string_at("$.name"),
+            input=sfn.TaskInput.from_object({"user": sfn.JsonPath.string_at("$.user"), "mode": "standard"}),
+            result_selector={"arn.$": "$.ExecutionArn", "status.$": "$.Status"},
+            result_path="$.execution",
+        )
+        start_rotation.add_retry(errors=list(TRANSIENT_START_ERRORS), interval=Duration.seconds(5),
+                                 max_attempts=4, backoff_rate=2, jitter_strategy=sfn.JitterType.FULL)
+        # One user's failed rotation must not abort the others: record it and go on. The child execution
+        # already alerted through its own notify step and the failed-execution rule.
+        record_failure = sfn.Pass(
+            self,
+            "rotation_failed",
+            state_name="rotation_failed",
+            parameters={"user.$": "$.user", "status": "FAILED", "error.$": "$.error.Error"},
+        )
+        start_rotation.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
+
+        rotate_due_users = sfn.Map(
+            self,
+            "rotate_due_users",
+            state_name="rotate_due_users",
+            items_path="$.due.users",
+            item_selector={
+                "user": sfn.JsonPath.string_at("$$.Map.Item.Value"),
+                "name": execution_name,
+            },
+            max_concurrency=max_parallel_users,
+            result_path="$.results",
+        )
+        rotate_due_users.item_processor(start_rotation)
+        rotate_due_users.add_catch(failed, errors=["States.ALL"], result_path="$.error")
+        done = sfn.Succeed(self, "scheduled_done", state_name="done")
+        return select_due.next(rotate_due_users).next(done)
