@@ -1,0 +1,222 @@
+"""The servers of a user: resolve them, send them the Run Command document, read what they answered.
+
+A server counts as confirmed only when its invocation ended in `Success` **and** its output carries the
+agent's result line (`KEYROTATION_RESULT {json}`, docs/design.md §5) with status ok and the new key id:
+`Success` alone only means a script exited 0.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from rotation.errors import NoTargets, TargetsOffline
+from rotation.keys import error_code
+from rotation.settings import ServerGroup
+from rotation.state import Action, DocumentSettings, Failure
+
+if TYPE_CHECKING:
+    from mypy_boto3_ssm import SSMClient
+
+RESULT_MARKER = "KEYROTATION_RESULT"
+BATCH_SIZE = 50  # SendCommand accepts at most 50 InstanceIds
+PENDING_STATUSES = frozenset({"Pending", "InProgress", "Delayed"})
+MAX_NAMED = 20  # servers named in one error message; the rest are counted
+
+
+@dataclass(frozen=True)
+class Targets:
+    online: tuple[str, ...]
+    offline: tuple[tuple[str, str], ...]  # (instance id, ping status or "not registered")
+
+
+def resolve_targets(ssm: SSMClient, group: ServerGroup) -> Targets:
+    """The group's managed instances and whether each is online (DescribeInstanceInformation)."""
+    found: dict[str, str] = {}
+    if group.tag is not None:
+        filters = [[{"Key": f"tag:{group.tag.key}", "Values": [group.tag.value]}]]
+    else:
+        filters = [[{"Key": "InstanceIds", "Values": list(batch)}] for batch in _batches(group.instance_ids)]
+    for filter_set in filters:
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Filters": filter_set, "MaxResults": 50}
+            if token:
+                kwargs["NextToken"] = token
+            page = ssm.describe_instance_information(**kwargs)
+            for info in page.get("InstanceInformationList", []):
+                found[info["InstanceId"]] = info.get("PingStatus", "Unknown")
+            token = page.get("NextToken")
+            if not token:
+                break
+    for instance_id in group.instance_ids:
+        found.setdefault(instance_id, "not registered")
+    online = tuple(sorted(i for i, ping in found.items() if ping == "Online"))
+    offline = tuple(sorted((i, ping) for i, ping in found.items() if ping != "Online"))
+    return Targets(online=online, offline=offline)
+
+
+def check_targets(targets: Targets, group: ServerGroup, *, allow_offline: bool) -> None:
+    where = (
+        f"tag {group.tag.key}={group.tag.value}"
+        if group.tag is not None
+        else f"instance ids {', '.join(group.instance_ids)}"
+    )
+    if not targets.online and not targets.offline:
+        raise NoTargets(f"server group {group.name!r} ({where}) matches no managed instance")
+    if targets.offline and not allow_offline:
+        raise TargetsOffline(
+            f"{len(targets.offline)} of {len(targets.online) + len(targets.offline)} servers of "
+            f"group {group.name!r} are not online: "
+            f"{name_some(f'{i} ({ping})' for i, ping in targets.offline)}; "
+            "bring them online, or start with allow_offline=true to skip them"
+        )
+    if not targets.online:
+        raise NoTargets(f"server group {group.name!r} has no online instance")
+
+
+def send(
+    ssm: SSMClient,
+    *,
+    document: str,
+    targets: Sequence[str],
+    secret_id: str,
+    key_id: str,
+    settings: DocumentSettings,
+    action: Action,
+    max_concurrency: str,
+    timeout_seconds: int,
+    comment: str,
+) -> list[str]:
+    """SendCommand in batches of ≤ 50 instance ids. Parameters carry names and ids, never a secret."""
+    parameters: dict[str, list[str]] = {
+        "SecretId": [secret_id],
+        "CredentialsFile": [settings.credentials_file],
+        "Profile": [settings.profile],
+        "FileOwner": [settings.file_owner],
+        "ExpectedAccessKeyId": [key_id],
+        "ReloadHook": [settings.reload_hook or ""],
+        "Action": [action],
+    }
+    command_ids = []
+    for batch in _batches(targets):
+        response = ssm.send_command(
+            DocumentName=document,
+            InstanceIds=list(batch),
+            Parameters=parameters,
+            MaxConcurrency=max_concurrency,
+            MaxErrors="0",
+            TimeoutSeconds=timeout_seconds,
+            Comment=comment[:100],
+        )
+        command_ids.append(response["Command"]["CommandId"])
+    return command_ids
+
+
+@dataclass(frozen=True)
+class Outcome:
+    confirmed: tuple[str, ...]
+    pending: tuple[str, ...]
+    failed: tuple[Failure, ...]
+
+
+def read_outcome(ssm: SSMClient, command_ids: Iterable[str], targets: Sequence[str], key_id: str) -> Outcome:
+    """Classify every target from its invocation; targets without an invocation yet are pending."""
+    invocations: dict[str, dict[str, Any]] = {}
+    for command_id in command_ids:
+        invocations.update((item["InstanceId"], item) for item in _invocations(ssm, command_id))
+    confirmed: list[str] = []
+    pending: list[str] = []
+    failed: list[Failure] = []
+    for instance_id in targets:
+        invocation = invocations.get(instance_id)
+        if invocation is None or invocation.get("Status") in PENDING_STATUSES:
+            pending.append(instance_id)
+            continue
+        failure = _judge(invocation, key_id)
+        if failure is None:
+            confirmed.append(instance_id)
+        else:
+            failed.append(failure)
+    return Outcome(confirmed=tuple(confirmed), pending=tuple(pending), failed=tuple(failed))
+
+
+def _invocations(ssm: SSMClient, command_id: str) -> Iterator[dict[str, Any]]:
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"CommandId": command_id, "Details": True}
+        if token:
+            kwargs["NextToken"] = token
+        try:
+            page = ssm.list_command_invocations(**kwargs)
+        except ClientError as exc:
+            # Just after SendCommand the invocations may not exist yet (eventual consistency).
+            if error_code(exc) in {"InvocationDoesNotExist", "InvalidCommandId"}:
+                return
+            raise
+        yield from page.get("CommandInvocations", [])  # type: ignore[misc]
+        token = page.get("NextToken")
+        if not token:
+            return
+
+
+def _judge(invocation: dict[str, Any], key_id: str) -> Failure | None:
+    """None when confirmed, else why not."""
+    instance_id = invocation["InstanceId"]
+    status = str(invocation.get("Status", "Unknown"))
+    details = str(invocation.get("StatusDetails") or status)
+    output = "\n".join(str(plugin.get("Output") or "") for plugin in invocation.get("CommandPlugins", []))
+    result = parse_result(output)
+    if status != "Success":
+        if result is not None and result.get("status") == "error":
+            return Failure(instance_id, status, _agent_error(result))
+        return Failure(instance_id, status, details if details != status else f"invocation {status}")
+    if result is None:
+        return Failure(instance_id, status, f"no {RESULT_MARKER} line in the output")
+    if result.get("status") != "ok":
+        return Failure(instance_id, status, _agent_error(result))
+    if result.get("access_key_id") != key_id:
+        return Failure(
+            instance_id,
+            status,
+            f"agent reported key {str(result.get('access_key_id'))[:32]}, expected {key_id}",
+        )
+    return None
+
+
+def parse_result(output: str) -> dict[str, Any] | None:
+    """The last well-formed result line of an invocation's output, if any."""
+    found = None
+    prefix = RESULT_MARKER + " "
+    for line in output.splitlines():
+        line = line.strip()
+        if not line.startswith(prefix):
+            continue
+        try:
+            data = json.loads(line[len(prefix) :])
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            found = data
+    return found
+
+
+def _agent_error(result: dict[str, Any]) -> str:
+    code = str(result.get("error") or "error")[:64]
+    message = str(result.get("message") or "")[:200]
+    return f"{code}: {message}" if message else code
+
+
+def name_some(items: Iterable[str]) -> str:
+    listed = list(items)
+    named = ", ".join(listed[:MAX_NAMED])
+    return named if len(listed) <= MAX_NAMED else f"{named} and {len(listed) - MAX_NAMED} more"
+
+
+def _batches(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), BATCH_SIZE):
+        yield items[start : start + BATCH_SIZE]

@@ -1,0 +1,52 @@
+"""The SNS summary of a rotation. Built only from the non-secret `rotation` object and error names."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
+
+
+def summary(
+    rotation: Mapping[str, Any] | None, *, user: str, error: Mapping[str, str] | None
+) -> tuple[str, str]:
+    """(subject, message) for operators."""
+    rotation = rotation or {}
+    outcome = "failed" if error else str(rotation.get("outcome") or "finished")
+    mode = rotation.get("mode", "standard")
+    subject = f"Key rotation of {user}: {outcome}"[:100]
+    lines = [f"User: {user}", f"Mode: {mode}", f"Outcome: {outcome}"]
+    for label, name in (
+        ("Execution", "execution_id"),
+        ("Classification", "classification"),
+        ("Old key", "old_key_id"),
+        ("New key", "new_key_id"),
+        ("Secret", "secret_id"),
+    ):
+        if rotation.get(name):
+            lines.append(f"{label}: {rotation[name]}")
+    if rotation.get("targets") is not None:
+        lines.append(f"Servers: {len(rotation['targets'])}")
+    if rotation.get("offline"):
+        lines.append(f"Skipped offline servers: {', '.join(rotation['offline'])}")
+    distribution = rotation.get("distribution")
+    if isinstance(distribution, Mapping):
+        lines.append(
+            f"Distribution ({distribution.get('action')}): {distribution.get('confirmed')} of "
+            f"{distribution.get('total')} confirmed, {distribution.get('pending')} pending"
+        )
+        for failure in distribution.get("failed") or []:
+            lines.append(
+                f"  failed {failure.get('instance_id')}: {failure.get('status')} - {failure.get('reason')}"
+            )
+    for step in rotation.get("plan") or []:
+        lines.append(f"Plan: {step}")
+    if error:
+        lines.append(f"Error: {error.get('name')}: {error.get('message')}")
+    return subject, "\n".join(lines)
+
+
+def publish(sns: SNSClient, topic_arn: str, subject: str, message: str) -> str:
+    return sns.publish(TopicArn=topic_arn, Subject=subject, Message=message)["MessageId"]
