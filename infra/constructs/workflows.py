@@ -221,58 +221,62 @@ class RotationWorkflows(Construct):
             },
             result_path="$.error",
         ).next(rollback)
-        invalid_resume = sfn.Pass(
+        # A Choice cannot Catch: a missing or mistyped field it reads would end the execution without a
+        # rollback. Every Choice therefore checks the fields it relies on first (rules are evaluated in order)
+        # and sends a state that breaks the contract with the steps down the failure path.
+        unexpected_state = sfn.Pass(
             self,
-            "invalid_resume",
-            state_name="invalid_resume",
-            parameters={"Error": "InvalidRequest", "Cause": "prepare returned an unknown resume_from"},
+            "unexpected_state",
+            state_name="unexpected_state",
+            parameters={
+                "Error": "UnexpectedState",
+                "Cause": "A step returned a rotation without a field this state machine branches on",
+            },
             result_path="$.error",
         ).next(rollback)
+
+        def missing(path: str) -> sfn.Condition:
+            return sfn.Condition.not_(sfn.Condition.is_present(path))
 
         # Emergency: the old key is deactivated right after promotion, before the fleet has the new key,
         # and deleted as soon as the fleet confirms (no observation, no grace period).
         is_emergency = sfn.Condition.string_equals("$.rotation.mode", "emergency")
         after_promote = (
             sfn.Choice(self, "after_promote", state_name="after_promote")
+            .when(missing("$.rotation.mode"), unexpected_state)
             .when(is_emergency, deactivate)
             .otherwise(distribute)
         )
         after_deactivate = (
             sfn.Choice(self, "after_deactivate", state_name="after_deactivate")
+            .when(missing("$.rotation.mode"), unexpected_state)
             .when(is_emergency, distribute)
             .otherwise(wait_grace)
         )
         after_distribution = (
             sfn.Choice(self, "after_distribution", state_name="after_distribution")
+            .when(missing("$.rotation.mode"), unexpected_state)
+            .when(missing("$.rotation.action"), unexpected_state)
             .when(is_emergency, delete)
             .when(sfn.Condition.string_equals("$.rotation.action", "verify"), delete)
             .otherwise(wait_observe)
         )
+        polls, max_polls = "$.rotation.polls", "$.rotation.waits.max_polls"
         poll_budget = (
             sfn.Choice(self, "poll_budget", state_name="poll_budget")
-            .when(
-                sfn.Condition.and_(
-                    sfn.Condition.is_present("$.rotation.polls"),
-                    sfn.Condition.is_present("$.rotation.waits.max_polls"),
-                ),
-                sfn.Choice(self, "polls_left", state_name="polls_left")
-                .when(
-                    sfn.Condition.number_less_than_json_path("$.rotation.polls", "$.rotation.waits.max_polls"),
-                    wait_poll,
-                )
-                .otherwise(poll_limit_reached),
-            )
+            .when(missing(polls), poll_limit_reached)
+            .when(missing(max_polls), poll_limit_reached)
+            .when(sfn.Condition.not_(sfn.Condition.is_numeric(polls)), poll_limit_reached)
+            .when(sfn.Condition.not_(sfn.Condition.is_numeric(max_polls)), poll_limit_reached)
+            .when(sfn.Condition.number_less_than_json_path(polls, max_polls), wait_poll)
             .otherwise(poll_limit_reached)
         )
+        done = "$.rotation.distribution.done"
         distribution_done = (
             sfn.Choice(self, "distribution_done", state_name="distribution_done")
-            .when(
-                sfn.Condition.and_(
-                    sfn.Condition.is_present("$.rotation.distribution.done"),
-                    sfn.Condition.boolean_equals("$.rotation.distribution.done", True),
-                ),
-                after_distribution,
-            )
+            .when(missing(done), poll_budget)
+            .when(sfn.Condition.not_(sfn.Condition.is_boolean(done)), poll_budget)
+            .when(sfn.Condition.boolean_equals(done, True), after_distribution)
             .otherwise(poll_budget)
         )
 
@@ -286,13 +290,16 @@ class RotationWorkflows(Construct):
             "delete": delete,
             "notify": notify,
         }
-        route = sfn.Choice(self, "route", state_name="route").when(
-            sfn.Condition.string_equals("$.rotation.mode", "dry_run"), notify
+        route = (
+            sfn.Choice(self, "route", state_name="route")
+            .when(missing("$.rotation.mode"), unexpected_state)
+            .when(sfn.Condition.string_equals("$.rotation.mode", "dry_run"), notify)
+            .when(missing("$.rotation.resume_from"), unexpected_state)
         )
         for resume_from, state_name in RESUME_TARGETS.items():
             route.when(sfn.Condition.string_equals("$.rotation.resume_from", resume_from),
                        states_by_name[state_name])
-        route.otherwise(invalid_resume)
+        route.otherwise(unexpected_state)
 
         prepare.next(route)
         create_key.next(verify_key)

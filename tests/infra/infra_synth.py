@@ -1,0 +1,93 @@
+"""The shared synthesis of the infra tests (fixture `synth` in conftest.py), once per test run.
+
+The app gets cdk.json's context, so the tests check the template `cdk synth` makes. cdk-nag runs in that
+same synthesis; if it fails, the fixture synthesizes once more without it so that the other tests can
+still report, and `test_nag` shows the findings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+import app as cdk_app  # noqa: E402
+from infra.asl import state_machines  # noqa: E402
+from infra.config import InfraConfig, load_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+SETTINGS = Path(__file__).resolve().with_name("settings.yaml")
+
+
+@dataclass(frozen=True)
+class Synth:
+    outdir: Path
+    template: dict[str, Any]
+    config: InfraConfig
+    nag_failure: str | None  # the synth error when cdk-nag found unacknowledged findings
+    nag_report: dict[str, Any] | None
+
+    @property
+    def resources(self) -> dict[str, Any]:
+        resources: dict[str, Any] = self.template["Resources"]
+        return resources
+
+    def of_type(self, kind: str) -> dict[str, Any]:
+        return {lid: res for lid, res in self.resources.items() if res["Type"] == kind}
+
+    def machines(self) -> dict[str, dict[str, Any]]:
+        return state_machines(self.template)
+
+    def machine(self, prefix: str) -> dict[str, Any]:
+        """The rendered definition of the state machine whose logical id starts with `prefix`."""
+        (definition,) = [d for lid, d in self.machines().items() if lid.startswith(prefix)]
+        return definition
+
+
+def cdk_context() -> dict[str, Any]:
+    context: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text(encoding="utf-8"))["context"]
+    return context
+
+
+def synthesize(outdir: Path, fallback_outdir: Path) -> Synth:
+    """Synthesize with cdk.json's context and the test settings, cdk-nag included.
+
+    If cdk-nag fails the synthesis, synthesize again without it into `fallback_outdir` so that the other
+    tests still check a template; `test_nag` then reports the findings.
+    """
+    template_dir = outdir
+    nag_failure: str | None = None
+    try:
+        cdk_app.build_app(SETTINGS, context=cdk_context(), outdir=str(outdir),
+                          builtin_validation=False).synth()
+    except RuntimeError as exc:  # jsii raises RuntimeError("ValidationFailed: …")
+        if "ValidationFailed" not in str(exc):
+            raise
+        nag_failure = str(exc)
+        template_dir = fallback_outdir
+        cdk_app.build_app(SETTINGS, context=cdk_context(), outdir=str(fallback_outdir), checks=False,
+                          builtin_validation=False).synth()
+    report_path = outdir / "validation-report.json"
+    template_path = template_dir / f"{cdk_app.STACK_ID}.template.json"
+    return Synth(
+        outdir=template_dir,
+        template=json.loads(template_path.read_text(encoding="utf-8")),
+        config=load_config(SETTINGS),
+        nag_failure=nag_failure,
+        nag_report=json.loads(report_path.read_text(encoding="utf-8")) if report_path.exists() else None,
+    )
+
+
+def step_resolver(template: dict[str, Any]) -> Any:
+    """Maps a rendered Task Resource (placeholder Lambda ARN) to the step its function runs."""
+    def step_of(resource: str) -> str:
+        logical_id = resource.rsplit(":", 1)[-1]
+        handler: str = template["Resources"][logical_id]["Properties"]["Handler"]
+        module, _, function = handler.rpartition(".")
+        assert function == "handler" and module.startswith("handlers."), handler
+        return module.removeprefix("handlers.")
+    return step_of
