@@ -229,8 +229,17 @@ def refuse_ssm_agent_file(logical: str, profile: str) -> None:
 
 
 def resolve_owner(name: str) -> Tuple[int, int]:
+    """(uid, gid) of a local user. Under KEYROTATION_ROOT, the simulated server's <root>/etc/passwd wins."""
     if IS_WINDOWS:
         return (-1, -1)
+    passwd = host_path("/etc/passwd")
+    if os.environ.get("KEYROTATION_ROOT") and os.path.isfile(passwd):
+        with open(passwd, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                fields = line.rstrip("\n").split(":")
+                if len(fields) >= 4 and fields[0] == name and fields[2].isdigit() and fields[3].isdigit():
+                    return int(fields[2]), int(fields[3])
+        raise AgentError("unknown_owner", "no local user named %s" % name)
     try:
         entry = pwd.getpwnam(name)
     except KeyError:

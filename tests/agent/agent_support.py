@@ -1,0 +1,243 @@
+"""Helpers for running the on-server agent as a subprocess on simulated servers (temp dirs) against moto.
+
+Each test gets a server root (`KEYROTATION_ROOT`, docs/design.md §6) with its own `/etc/passwd` (user `app`,
+uid 1000) and `/home/app` owned by app, and an IAM user whose key is in a Secrets Manager secret.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+REPO = Path(__file__).resolve().parents[2]
+AGENT = REPO / "agent_scripts" / "keyrotation_agent.py"
+VENV_BIN = Path(sys.executable).parent
+MARKER = "KEYROTATION_RESULT"
+REGION = "us-east-1"
+APP_UID = 1000
+APP_GID = 1000
+PARAM_FLAGS = {
+    "SecretId": "--secret-id",
+    "CredentialsFile": "--credentials-file",
+    "Profile": "--profile",
+    "FileOwner": "--file-owner",
+    "ExpectedAccessKeyId": "--expected-access-key-id",
+    "ReloadHook": "--reload-hook",
+    "Action": "--action",
+}
+
+
+def _client(service: str, url: str) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@dataclass
+class Identity:
+    """An IAM user with an access key stored in a secret (the secret's AWSCURRENT)."""
+
+    url: str
+    user: str
+    secret_id: str
+    key_id: str
+    secret_key: str
+
+    def rotate_secret(self) -> None:
+        """A newer key in AWSCURRENT (as the engine's promote step leaves it)."""
+        key = _client("iam", self.url).create_access_key(UserName=self.user)["AccessKey"]
+        self.key_id, self.secret_key = key["AccessKeyId"], key["SecretAccessKey"]
+        _client("secretsmanager", self.url).put_secret_value(
+            SecretId=self.secret_id,
+            SecretString=json.dumps(
+                {"aws_access_key_id": self.key_id, "aws_secret_access_key": self.secret_key}
+            ),
+        )
+
+    def put_raw(self, value: str) -> None:
+        _client("secretsmanager", self.url).put_secret_value(SecretId=self.secret_id, SecretString=value)
+
+
+def make_identity(url: str) -> Identity:
+    user = "svc-" + uuid.uuid4().hex[:10]
+    _client("iam", url).create_user(UserName=user, Path="/keyrotation/")
+    key = _client("iam", url).create_access_key(UserName=user)["AccessKey"]
+    arn = _client("secretsmanager", url).create_secret(
+        Name="keyrotation/" + user,
+        SecretString=json.dumps(
+            {
+                "aws_access_key_id": key["AccessKeyId"],
+                "aws_secret_access_key": key["SecretAccessKey"],
+                "user": user,
+            }
+        ),
+    )["ARN"]
+    return Identity(url, user, arn, key["AccessKeyId"], key["SecretAccessKey"])
+
+
+@dataclass
+class Result:
+    code: int
+    result: dict[str, Any]
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Server:
+    """A simulated server: a directory standing for `/`, with the app user's home and an agent runner."""
+
+    root: Path
+    moto_url: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    def path(self, logical: str) -> Path:
+        return self.root / logical.lstrip("/")
+
+    def params(self, identity: Identity, **overrides: str) -> dict[str, str]:
+        params = {
+            "SecretId": identity.secret_id,
+            "CredentialsFile": "/home/app/.aws/credentials",
+            "Profile": "app",
+            "FileOwner": "app",
+            "ExpectedAccessKeyId": identity.key_id,
+            "ReloadHook": "",
+            "Action": "rotate",
+        }
+        params.update(overrides)
+        return params
+
+    def base_env(self) -> dict[str, str]:
+        env = {
+            "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "HOME": str(self.path("/root")),
+            "AWS_ENDPOINT_URL": self.moto_url,
+            "AWS_ACCESS_KEY_ID": "testing",  # the server's own credentials (moto accepts anything)
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "KEYROTATION_ROOT": str(self.root),
+            "KEYROTATION_VERIFY_TIMEOUT": "3",
+            "KEYROTATION_VERIFY_INTERVAL": "0.2",
+            "KEYROTATION_LOCK_TIMEOUT": "20",
+        }
+        env.update(self.env)
+        return env
+
+    def start(
+        self,
+        params: dict[str, str],
+        *,
+        via: str = "env",
+        env: dict[str, str] | None = None,
+        python: str = sys.executable,
+    ) -> subprocess.Popen[str]:
+        """Start the agent: parameters as SSM_* variables (as Run Command passes them) or as flags."""
+        full_env = self.base_env()
+        full_env.update(env or {})
+        argv = [python, str(AGENT)]
+        if via == "env":
+            full_env.update({f"SSM_{name}": value for name, value in params.items()})
+        else:
+            argv += [f"{PARAM_FLAGS[name]}={value}" for name, value in params.items()]
+        return subprocess.Popen(argv, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def run(self, params: dict[str, str], **kwargs: Any) -> Result:
+        proc = self.start(params, **kwargs)
+        stdout, stderr = proc.communicate(timeout=120)
+        return Result(proc.returncode, parse_single_result(stdout, stderr), stdout, stderr)
+
+
+def parse_single_result(stdout: str, stderr: str = "") -> dict[str, Any]:
+    """stdout must be exactly one `KEYROTATION_RESULT {json}` line."""
+    lines = stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(MARKER + " "), f"stdout={stdout!r} stderr={stderr[-2000:]}"
+    data: dict[str, Any] = json.loads(lines[0][len(MARKER) + 1 :])
+    return data
+
+
+def make_server(root: Path, moto_url: str) -> Server:
+    for logical in ("/etc", "/home", "/root"):
+        (root / logical.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    (root / "etc/passwd").write_text(
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nweb:x:1001:1001::/home/web:/bin/sh\n"
+    )
+    home = root / "home/app"
+    home.mkdir(mode=0o750)
+    os.chown(home, APP_UID, APP_GID)
+    return Server(root=root, moto_url=moto_url)
+
+
+def write_credentials(server: Server, content: bytes, logical: str = "/home/app/.aws/credentials") -> Path:
+    path = server.path(logical)
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    os.chown(path.parent, APP_UID, APP_GID)
+    path.write_bytes(content)
+    os.chown(path, APP_UID, APP_GID)
+    path.chmod(0o600)
+    return path
+
+
+class FakeSts:
+    """An STS endpoint that rejects the first `failures` requests like IAM does for a key that has not
+    propagated yet (InvalidClientTokenId), then answers GetCallerIdentity."""
+
+    ARN = "arn:aws:iam::123456789012:user/keyrotation/fake"
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.requests = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server API
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                outer.requests += 1
+                if outer.requests <= outer.failures:
+                    body = (
+                        b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
+                        b"<Type>Sender</Type><Code>InvalidClientTokenId</Code>"
+                        b"<Message>The security token included in the request is invalid.</Message>"
+                        b"</Error><RequestId>1</RequestId></ErrorResponse>"
+                    )
+                    self.send_response(403)
+                else:
+                    body = (
+                        '<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+                        f"<GetCallerIdentityResult><Arn>{outer.ARN}</Arn><UserId>AIDAFAKE</UserId>"
+                        "<Account>123456789012</Account></GetCallerIdentityResult>"
+                        "<ResponseMetadata><RequestId>2</RequestId></ResponseMetadata>"
+                        "</GetCallerIdentityResponse>"
+                    ).encode()
+                    self.send_response(200)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
