@@ -32,6 +32,7 @@ class Emulator:
         self._server: Any = None
         self._saved_env: dict[str, str | None] = {}
         self.endpoint = ""
+        self._clients: dict[str, Any] = {}
 
     def start(self) -> Emulator:
         from moto.server import ThreadedMotoServer
@@ -66,6 +67,7 @@ class Emulator:
         BackendDict.reset()
 
     def stop(self) -> None:
+        self._clients.clear()
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -89,8 +91,11 @@ class Emulator:
 
     def client(self, service: str, config: Config | None = None, **credentials: str) -> Any:
         """A client of the emulator; credentials default to an operator's (moto checks none)."""
+        cacheable = config is None and not credentials
+        if cacheable and service in self._clients:
+            return self._clients[service]
         base = Config(retries={"mode": "standard", "max_attempts": 3})
-        return boto3.client(
+        client = boto3.client(
             service,  # type: ignore[call-overload]
             endpoint_url=self.endpoint,
             region_name=self.region,
@@ -99,6 +104,9 @@ class Emulator:
             aws_session_token=credentials.get("aws_session_token"),
             config=base.merge(config) if config else base,
         )
+        if cacheable:
+            self._clients[service] = client
+        return client
 
     def backend(self, service: str) -> Any:
         """moto's in-process backend for this account/region (for checks AWS would not expose)."""

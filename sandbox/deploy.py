@@ -1,0 +1,482 @@
+"""Deploy what the CDK app synthesizes into the emulator, and provision users and servers around it.
+
+The sandbox does not hand-write any resource of the product: it synthesizes the real app (`app.build_app`)
+with a generated settings file and creates, in the emulator, what the template says — state machines from
+their `DefinitionString`, Lambda functions with the template's handler, environment and asset code, the SSM
+document content, secrets, KMS keys, the lock table, the SNS topic, log groups, roles and the maintenance
+window with its task. Resource types without an effect here (alarms, event rules, policies) are recorded as
+skipped. Then it plays the operator: IAM users under the managed path with an initial key that is stored in
+the user's secret and written into every server's credentials file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import os
+import re
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sandbox.emulator import Emulator
+from sandbox.fleet import Fleet, Server
+
+REPO = Path(__file__).resolve().parent.parent
+STACK_NAME = "IamKeyRotation"
+GROUP_TAG = "keyrotation-group"
+CREDENTIALS_FILE = "/home/app/.aws/credentials"
+PROFILE = "app"
+RELOAD_HOOK = "restart-app"
+# The hook the sandbox installs on every server: proves the agent ran it after writing the file.
+HOOK_SCRIPT = '#!/bin/sh\necho "reloaded $(date +%s)" >> "${KEYROTATION_ROOT:-}/var/log/app-reloads.log"\n'
+
+# Waits for the sandbox (docs/design.md §2): no observation or grace period, 1 s between polls.
+SANDBOX_WAITS = {"verify_interval_seconds": 1, "poll_seconds": 1, "max_polls": 120, "observe_seconds": 0,
+                 "grace_seconds": 0}
+
+
+# ------------------------------------------------------------------------------------------- settings
+
+
+def user_names(count: int) -> list[str]:
+    return ["svc-web"] if count == 1 else [f"svc-app{i + 1}" for i in range(count)]
+
+
+def group_of(user: str) -> str:
+    return "g-" + re.sub(r"[^a-z0-9-]", "", user.lower())[:30]
+
+
+def sandbox_settings(users: int, *, max_polls: int = 120) -> dict[str, Any]:
+    """A settings document (config/settings.yaml schema): one server group per user, tagged by group."""
+    names = user_names(users)
+    return {
+        "managed_path": "/keyrotation/",
+        "secret_prefix": "keyrotation/",
+        "defaults": {
+            "max_key_age_days": 90,
+            "waits": {**SANDBOX_WAITS, "max_polls": max_polls},
+            "usage_margin_seconds": 900,
+            "command_timeout_seconds": 600,
+            "max_concurrency": "50",
+        },
+        "schedule": {"expression": "cron(0 3 ? * SUN *)", "timezone": "Etc/UTC", "duration_hours": 4,
+                     "cutoff_hours": 1, "max_parallel_users": 10},
+        "alerts": {"email": None},
+        "server_groups": [
+            {"name": group_of(n), "tag": {"key": GROUP_TAG, "value": group_of(n)}} for n in names
+        ],
+        "users": [
+            {
+                "name": name,
+                "server_group": group_of(name),
+                "credentials_file": CREDENTIALS_FILE,
+                "profile": PROFILE,
+                # The simulated servers' files belong to whoever runs the sandbox (root in CI).
+                "file_owner": _current_user(),
+                "reload_hook": RELOAD_HOOK,
+            }
+            for name in names
+        ],
+    }
+
+
+def _current_user() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+def write_settings(path: Path, settings: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- synth
+
+
+@dataclass
+class Assembly:
+    """The synthesized cloud assembly of the stack."""
+
+    outdir: Path
+    template: dict[str, Any]
+    assets: dict[str, Any]
+    _zips: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def resources(self) -> dict[str, Any]:
+        resources: dict[str, Any] = self.template["Resources"]
+        return resources
+
+    def zipped(self, object_key: str) -> bytes:
+        """The asset as Lambda receives it (a zip of the asset directory), built once per asset."""
+        if object_key not in self._zips:
+            code_dir = self.asset_dir(object_key)
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+                for path in sorted(code_dir.rglob("*")):
+                    if path.is_file() and "__pycache__" not in path.parts:
+                        archive.write(path, path.relative_to(code_dir).as_posix())
+            self._zips[object_key] = buffer.getvalue()
+        return self._zips[object_key]
+
+    def asset_dir(self, object_key: str) -> Path:
+        for file in self.assets["files"].values():
+            for destination in file["destinations"].values():
+                if destination["objectKey"] == object_key:
+                    return self.outdir / file["source"]["path"]
+        raise KeyError(f"no asset for {object_key} in {STACK_NAME}.assets.json")
+
+
+def synthesize(settings_path: Path, outdir: Path) -> Assembly:
+    """Synthesize the app in-process (what `cdk synth` runs), with cdk.json's context."""
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    os.environ.setdefault("CDK_DISABLE_VERSION_CHECK", "1")
+    os.environ.setdefault("CDK_VALIDATION", "false")  # the built-in template validator: ~1.4 s, not needed
+    for path in (str(REPO), str(REPO / "lambdas")):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    import app as cdk_app  # the repository's app.py
+
+    context = json.loads((REPO / "cdk.json").read_text())["context"]
+    cdk_app.build_app(settings_path, context=context, outdir=str(outdir), checks=False).synth()
+    return Assembly(
+        outdir=outdir,
+        template=json.loads((outdir / f"{STACK_NAME}.template.json").read_text()),
+        assets=json.loads((outdir / f"{STACK_NAME}.assets.json").read_text()),
+    )
+
+
+# --------------------------------------------------------------------------------------------- deploy
+
+
+@dataclass
+class Deployment:
+    """What was deployed, by role in the system."""
+
+    settings: dict[str, Any]
+    physical: dict[str, dict[str, str]] = field(default_factory=dict)  # logical id -> {Ref, Arn, ...}
+    rotation_machine: str = ""
+    scheduled_machine: str = ""
+    document_name: str = ""
+    topic_arn: str = ""
+    lock_table: str = ""
+    functions: dict[str, str] = field(default_factory=dict)  # step -> function name
+    secrets: dict[str, str] = field(default_factory=dict)  # user -> secret ARN
+    group_roles: dict[str, str] = field(default_factory=dict)  # group -> role ARN
+    window_id: str = ""
+    window_task_input: str = ""
+    skipped: dict[str, int] = field(default_factory=dict)  # resource type -> count
+
+    def user(self, name: str) -> dict[str, Any]:
+        return next(u for u in self.settings["users"] if u["name"] == name)
+
+
+class _Resolver:
+    """CloudFormation intrinsics over the physical ids of resources deployed so far."""
+
+    def __init__(self, emulator: Emulator, template: dict[str, Any], physical: dict[str, dict[str, str]]):
+        self.pseudo = {
+            "AWS::Region": emulator.region,
+            "AWS::AccountId": emulator.account_id,
+            "AWS::Partition": "aws",
+            "AWS::StackName": STACK_NAME,
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::NoValue": None,
+        }
+        parameters = template.get("Parameters", {})
+        self.parameters = {name: spec.get("Default", "") for name, spec in parameters.items()}
+        self.physical = physical
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            (key, arg), = value.items()
+            if key == "Ref":
+                return self.ref(arg)
+            if key == "Fn::GetAtt":
+                logical, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
+                return self.physical[logical][attribute]
+            if key == "Fn::Join":
+                return str(arg[0]).join(str(self(v)) for v in arg[1])
+            if key == "Fn::Sub":
+                return self.sub(arg)
+            if key == "Fn::Select":
+                return self(arg[1])[int(self(arg[0]))]
+            if key == "Fn::Split":
+                return str(self(arg[1])).split(arg[0])
+        return {k: self(v) for k, v in value.items()}
+
+    def ref(self, name: str) -> Any:
+        if name in self.pseudo:
+            return self.pseudo[name]
+        if name in self.parameters:
+            return self.parameters[name]
+        return self.physical[name]["Ref"]
+
+    def sub(self, arg: Any) -> str:
+        text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], self(arg[1]))
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in variables:
+                return str(variables[name])
+            if "." in name:
+                logical, attribute = name.split(".", 1)
+                return str(self.physical[logical][attribute])
+            return str(self.ref(name))
+
+        return re.sub(r"\$\{([^}!]+)\}", replace, text)
+
+
+# Creation order: what later resources reference comes first.
+_ORDER = [
+    "AWS::KMS::Key",
+    "AWS::IAM::Role",
+    "AWS::Logs::LogGroup",
+    "AWS::SNS::Topic",
+    "AWS::DynamoDB::Table",
+    "AWS::SSM::Document",
+    "AWS::SecretsManager::Secret",
+    "AWS::SecretsManager::ResourcePolicy",
+    "AWS::Lambda::Function",
+    "AWS::StepFunctions::StateMachine",
+    "AWS::SSM::MaintenanceWindow",
+    "AWS::SSM::MaintenanceWindowTask",
+    "AWS::IAM::Policy",  # names functions and machines; moto does not enforce IAM anyway
+]
+
+
+def _physical_name(logical: str, limit: int = 64) -> str:
+    return f"{STACK_NAME}-{logical}"[:limit]
+
+
+def deploy(emulator: Emulator, assembly: Assembly, settings: dict[str, Any]) -> Deployment:
+    deployment = Deployment(settings=settings)
+    resolve = _Resolver(emulator, assembly.template, deployment.physical)
+    resources = assembly.resources
+    by_type: dict[str, list[str]] = {}
+    for logical, resource in resources.items():
+        by_type.setdefault(resource["Type"], []).append(logical)
+    for kind in [k for k in by_type if k not in _ORDER]:
+        deployment.skipped[kind] = len(by_type[kind])
+    for kind in _ORDER:
+        for logical in by_type.get(kind, []):
+            _create(emulator, assembly, deployment, resolve, logical, resources[logical])
+    for logical in by_type.get("AWS::KMS::Key", []):
+        policy = resources[logical].get("Properties", {}).get("KeyPolicy")
+        if policy:
+            key_id = deployment.physical[logical]["Ref"]
+            emulator.client("kms").put_key_policy(KeyId=key_id, PolicyName="default",
+                                                  Policy=json.dumps(resolve(policy)))
+    return deployment
+
+
+def _create(emulator: Emulator, assembly: Assembly, deployment: Deployment, resolve: _Resolver, logical: str,
+            resource: dict[str, Any]) -> None:
+    kind = resource["Type"]
+    props = resource.get("Properties", {})
+    account, region = emulator.account_id, emulator.region
+    out: dict[str, str]
+    if kind == "AWS::KMS::Key":
+        # The key policy names roles created later: it is applied once everything exists (`deploy`).
+        key = emulator.client("kms").create_key(Description=props.get("Description", ""))
+        out = {"Ref": key["KeyMetadata"]["KeyId"], "Arn": key["KeyMetadata"]["Arn"]}
+    elif kind == "AWS::IAM::Role":
+        name = props.get("RoleName") or _physical_name(logical)
+        role = emulator.client("iam").create_role(
+            RoleName=name, Path=props.get("Path", "/"),
+            AssumeRolePolicyDocument=json.dumps(resolve(props["AssumeRolePolicyDocument"])),
+            Description=props.get("Description", ""),
+        )["Role"]
+        out = {"Ref": name, "Arn": role["Arn"], "RoleId": role["RoleId"]}
+        for policy in resolve(props.get("Policies", [])):
+            emulator.client("iam").put_role_policy(RoleName=name, PolicyName=policy["PolicyName"],
+                                                   PolicyDocument=json.dumps(policy["PolicyDocument"]))
+    elif kind == "AWS::IAM::Policy":
+        document = json.dumps(resolve(props["PolicyDocument"]))
+        for role in resolve(props.get("Roles", [])):
+            emulator.client("iam").put_role_policy(RoleName=role, PolicyName=props["PolicyName"],
+                                                   PolicyDocument=document)
+        out = {"Ref": props["PolicyName"]}
+    elif kind == "AWS::Logs::LogGroup":
+        name = resolve(props.get("LogGroupName")) or f"/sandbox/{_physical_name(logical)}"
+        emulator.client("logs").create_log_group(logGroupName=name)
+        out = {"Ref": name, "Arn": f"arn:aws:logs:{region}:{account}:log-group:{name}:*"}
+    elif kind == "AWS::SNS::Topic":
+        name = props.get("TopicName") or _physical_name(logical, 256)
+        arn = emulator.client("sns").create_topic(Name=name)["TopicArn"]
+        out = {"Ref": arn, "TopicArn": arn, "TopicName": name}
+        deployment.topic_arn = arn
+    elif kind == "AWS::DynamoDB::Table":
+        name = props.get("TableName") or _physical_name(logical, 255)
+        table = emulator.client("dynamodb").create_table(
+            TableName=name, AttributeDefinitions=props["AttributeDefinitions"], KeySchema=props["KeySchema"],
+            BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
+        )["TableDescription"]
+        out = {"Ref": name, "Arn": table["TableArn"]}
+        deployment.lock_table = name
+    elif kind == "AWS::SSM::Document":
+        name = props.get("Name") or _physical_name(logical, 128)
+        content = props["Content"]
+        emulator.client("ssm").create_document(
+            Name=name, DocumentType=props.get("DocumentType", "Command"), DocumentFormat="JSON",
+            Content=content if isinstance(content, str) else json.dumps(resolve(content)),
+        )
+        out = {"Ref": name}
+        deployment.document_name = name
+    elif kind == "AWS::SecretsManager::Secret":
+        secret = emulator.client("secretsmanager").create_secret(
+            Name=resolve(props["Name"]), Description=props.get("Description", ""),
+            KmsKeyId=resolve(props.get("KmsKeyId", "")) or None,
+            SecretString=resolve(props.get("SecretString", "{}")),
+        )
+        out = {"Ref": secret["ARN"], "Id": secret["ARN"]}
+        deployment.secrets[secret["Name"].removeprefix(deployment.settings["secret_prefix"])] = secret["ARN"]
+    elif kind == "AWS::SecretsManager::ResourcePolicy":
+        emulator.client("secretsmanager").put_resource_policy(
+            SecretId=resolve(props["SecretId"]), ResourcePolicy=json.dumps(resolve(props["ResourcePolicy"])))
+        out = {"Ref": logical}
+    elif kind == "AWS::Lambda::Function":
+        out = _create_function(emulator, assembly, resolve, logical, props)
+        deployment.functions[props["Handler"].split(".")[1]] = out["Ref"]
+    elif kind == "AWS::StepFunctions::StateMachine":
+        definition = resolve(props["DefinitionString"])
+        for key, value in resolve(props.get("DefinitionSubstitutions", {})).items():
+            definition = definition.replace("${" + key + "}", str(value))
+        json.loads(definition)  # a broken template fails here, not at run time
+        name = props.get("StateMachineName") or _physical_name(logical, 80)
+        arn = emulator.client("stepfunctions").create_state_machine(
+            name=name, definition=definition, roleArn=resolve(props["RoleArn"]),
+            type=props.get("StateMachineType", "STANDARD"),
+        )["stateMachineArn"]
+        out = {"Ref": arn, "Arn": arn, "Name": name}
+        if '"StartAt":"select_due"' in definition:
+            deployment.scheduled_machine = arn
+        else:
+            deployment.rotation_machine = arn
+    elif kind == "AWS::SSM::MaintenanceWindow":
+        window = emulator.client("ssm").create_maintenance_window(
+            Name=resolve(props["Name"]), Schedule=props["Schedule"], Duration=props["Duration"],
+            Cutoff=props["Cutoff"], AllowUnassociatedTargets=props.get("AllowUnassociatedTargets", False),
+            ScheduleTimezone=props.get("ScheduleTimezone", "Etc/UTC"),
+        )
+        out = {"Ref": window["WindowId"]}
+        deployment.window_id = window["WindowId"]
+    elif kind == "AWS::SSM::MaintenanceWindowTask":
+        # CloudFormation's MaintenanceWindowStepFunctionsParameters is the API's StepFunctions.
+        invocation = resolve(props.get("TaskInvocationParameters", {}))
+        params = invocation["MaintenanceWindowStepFunctionsParameters"]
+        emulator.client("ssm").register_task_with_maintenance_window(
+            WindowId=resolve(props["WindowId"]), TaskArn=resolve(props["TaskArn"]),
+            TaskType=props["TaskType"],
+            ServiceRoleArn=resolve(props["ServiceRoleArn"]), Priority=props.get("Priority", 1),
+            Name=props.get("Name", logical), TaskInvocationParameters={"StepFunctions": params},
+        )
+        deployment.window_task_input = params["Input"]
+        out = {"Ref": logical}
+    else:  # pragma: no cover - _ORDER lists exactly the kinds handled above
+        raise AssertionError(kind)
+    deployment.physical[logical] = out
+    if kind == "AWS::IAM::Role":
+        _note_group_role(deployment, props, out)
+
+
+def _note_group_role(deployment: Deployment, props: dict[str, Any], out: dict[str, str]) -> None:
+    match = re.match(r"Hybrid-activation role of the servers of group (\S+)", props.get("Description", ""))
+    if match:
+        deployment.group_roles[match.group(1)] = out["Arn"]
+
+
+def _create_function(emulator: Emulator, assembly: Assembly, resolve: _Resolver, logical: str,
+                     props: dict[str, Any]) -> dict[str, str]:
+    code = assembly.zipped(props["Code"]["S3Key"])
+    name = props.get("FunctionName") or _physical_name(logical)
+    environment = resolve(props.get("Environment", {"Variables": {}}))
+    fn = emulator.client("lambda").create_function(
+        FunctionName=name, Runtime=props.get("Runtime", "python3.12"), Role=resolve(props["Role"]),
+        Handler=props["Handler"], Code={"ZipFile": code}, Timeout=props.get("Timeout", 3),
+        MemorySize=props.get("MemorySize", 128), Environment=environment,
+        # Layers: the Powertools layer is the venv's aws-lambda-powertools here (same pinned release).
+    )
+    return {"Ref": name, "Arn": fn["FunctionArn"]}
+
+
+# ------------------------------------------------------------------------------------------ provision
+
+
+@dataclass
+class InitialKey:
+    user: str
+    key_id: str
+
+
+def provision(emulator: Emulator, deployment: Deployment, fleet: Fleet, servers_per_user: int,
+              *, due_users: list[str] | None = None) -> dict[str, InitialKey]:
+    """Play the operator: users, their first key (secret + files), servers registered with their group role.
+
+    `due_users`: users whose key is made older than their maximum age (for the scheduled machine); None = all
+    keys are new.
+    """
+    iam = emulator.client("iam")
+    secrets = emulator.client("secretsmanager")
+    keys: dict[str, InitialKey] = {}
+    for user in deployment.settings["users"]:
+        name, group = user["name"], user["server_group"]
+        iam.create_user(UserName=name, Path=deployment.settings["managed_path"])
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        keys[name] = InitialKey(name, key["AccessKeyId"])
+        secrets.put_secret_value(
+            SecretId=deployment.secrets[name],
+            SecretString=json.dumps({
+                "aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"],
+                "user": name,
+                "created_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "rotation_token": "initial",
+            }),
+            VersionStages=["AWSCURRENT"],
+        )
+        servers = fleet.add_servers(group, servers_per_user, {GROUP_TAG: group})
+        for server in servers:
+            fleet.write_credentials(server, user["credentials_file"], user["profile"], key["AccessKeyId"],
+                                    key["SecretAccessKey"])
+            _install_hook(server, user.get("reload_hook"))
+        fleet.set_role(group, deployment.group_roles[group])
+        if due_users is not None and name in due_users:
+            age = int(user.get("max_key_age_days") or deployment.settings["defaults"]["max_key_age_days"]) + 1
+            age_key(emulator, name, key["AccessKeyId"], days=age)
+    emulator.attach_fleet(fleet)
+    return keys
+
+
+def _install_hook(server: Server, hook: str | None) -> None:
+    if not hook:
+        return
+    path = server.path(f"/etc/keyrotation/hooks.d/{hook}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for parent in (path.parent, path.parent.parent):
+        parent.chmod(0o755)
+    path.write_text(HOOK_SCRIPT)
+    path.chmod(0o755)
+    server.path("/var/log").mkdir(parents=True, exist_ok=True)
+
+
+def age_key(emulator: Emulator, user: str, key_id: str, *, days: int) -> None:
+    """Backdate a key's creation (no API can: an in-process change to the emulator's IAM)."""
+    backend = emulator.backend("iam")
+    for key in backend.get_user(user).access_keys:
+        if key.access_key_id == key_id:
+            key.create_date = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(
+                days=days)
+            return
+    raise KeyError(key_id)
