@@ -75,10 +75,12 @@ def test_missing_file_and_directory_are_created_0700_0600(server: Server, identi
     dst = directory.stat()
     assert (stat.S_IMODE(dst.st_mode), dst.st_uid, dst.st_gid) == (0o700, APP_UID, APP_GID)
     path = directory / "credentials"
-    assert path.read_bytes() == (
-        f"[app]\naws_access_key_id = {identity.key_id}\n"
-        f"aws_secret_access_key = {identity.secret_key}\n"
-    ).encode()
+    assert (
+        path.read_bytes()
+        == (
+            f"[app]\naws_access_key_id = {identity.key_id}\naws_secret_access_key = {identity.secret_key}\n"
+        ).encode()
+    )
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert not (directory / "credentials.keyrotation-backup").exists()
 
