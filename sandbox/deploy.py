@@ -77,19 +77,13 @@ def sandbox_settings(users: int, *, max_polls: int = 120) -> dict[str, Any]:
                 "server_group": group_of(name),
                 "credentials_file": CREDENTIALS_FILE,
                 "profile": PROFILE,
-                # The simulated servers' files belong to whoever runs the sandbox (root in CI).
-                "file_owner": _current_user(),
+                # A local account of every simulated server (see Fleet.local_users).
+                "file_owner": PROFILE,
                 "reload_hook": RELOAD_HOOK,
             }
             for name in names
         ],
     }
-
-
-def _current_user() -> str:
-    import pwd
-
-    return pwd.getpwuid(os.getuid()).pw_name
 
 
 def write_settings(path: Path, settings: dict[str, Any]) -> Path:

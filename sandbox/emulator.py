@@ -114,7 +114,7 @@ class Emulator:
 
         backends = get_backend(service)  # type: ignore[arg-type]
         if service in ("iam", "sts"):
-            return backends[self.account_id]["global" if service == "iam" else self.region]
+            return backends[self.account_id]["aws" if service == "iam" else self.region]
         if service == "stepfunctions":
             from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 

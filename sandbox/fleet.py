@@ -74,8 +74,12 @@ def instance_id_for(group: str, index: int) -> str:
 class Fleet:
     """N simulated managed instances plus their SSM Agent; implements `patches.ManagedInstances`."""
 
-    def __init__(self, base_dir: Path, endpoint: str, region: str, *, workers: int | None = None) -> None:
+    def __init__(self, base_dir: Path, endpoint: str, region: str, *, workers: int | None = None,
+                 local_users: tuple[str, ...] = ("app",)) -> None:
         self.base_dir = Path(base_dir)
+        # Local accounts of every server (<root>/etc/passwd, which the agent reads under KEYROTATION_ROOT).
+        # They map to whoever runs the sandbox, so the files the agent chowns stay ours.
+        self.local_users = local_users
         self.endpoint = endpoint
         self.region = region
         self.servers: dict[str, Server] = {}
@@ -101,9 +105,18 @@ class Fleet:
                     root=self.base_dir / instance_id,
                 )
                 server.root.mkdir(parents=True, exist_ok=True)
+                self._write_passwd(server)
                 self.servers[instance_id] = server
                 added.append(server)
         return added
+
+    def _write_passwd(self, server: Server) -> None:
+        uid, gid = os.getuid(), os.getgid()
+        lines = ["root:x:0:0:root:/root:/bin/sh"]
+        lines += [f"{name}:x:{uid}:{gid}:{name}:/home/{name}:/bin/sh" for name in self.local_users]
+        path = server.path("/etc/passwd")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n")
 
     def in_group(self, group: str) -> list[Server]:
         return [s for s in self.servers.values() if s.group == group]
