@@ -51,7 +51,7 @@ PATTERNS = {
         r"^(arn:aws[a-z-]{0,16}:secretsmanager:[a-z0-9-]{1,32}:[0-9]{12}:secret:)?"
         r"[A-Za-z0-9][A-Za-z0-9/_+=.@-]{0,511}$"
     ),
-    "CredentialsFile": r"^([A-Za-z]:)?([/\\]\.?[A-Za-z0-9_@+-][A-Za-z0-9._@+-]{0,63}){1,16}$",
+    "CredentialsFile": r"^([A-Za-z]:)?([/\\]\.?[A-Za-z0-9_@+-][A-Za-z0-9._@+-]{0,59}){1,16}$",
     "Profile": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
     "FileOwner": r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$",
     "ExpectedAccessKeyId": r"^((AKIA|ASIA)[A-Z0-9]{12,124})?$",
