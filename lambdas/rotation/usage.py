@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from rotation.errors import OldKeyStillInUse
@@ -32,7 +32,7 @@ def check_unused_since(use: LastUse, key_id: str, cutover_at: datetime, margin_s
     threshold = cutover_at - timedelta(seconds=margin_seconds)
     if use.at is not None and use.at >= threshold:
         raise OldKeyStillInUse(
-            f"old key {key_id} was last used at {use.at:%Y-%m-%dT%H:%M:%SZ} by service {use.service} "
+            f"old key {key_id} was last used at {use.at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ} by service {use.service} "
             f"in region {use.region}, less than {margin_seconds}s before or after the cut-over at "
             f"{cutover_at:%Y-%m-%dT%H:%M:%SZ}; find what still uses it (CloudTrail: eventSource "
             f"{use.service}, this access key id), then run the rotation again: it resumes and re-checks"

@@ -1,0 +1,72 @@
+"""What every handler shares: Powertools logging/tracing/metrics around a plain step function.
+
+A handler module is `handler = step_handler("<step>", run)` where `run(event)` parses the event, makes its
+clients, calls the domain and returns a JSON-ready dict of non-secret data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import SimpleNamespace
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from rotation.errors import RotationError
+
+Step = Callable[[Any], dict[str, Any]]
+Handler = Callable[[Any, Any], dict[str, Any]]
+
+# Powertools objects are stateless between invocations apart from buffers they flush per invocation.
+logger = Logger()  # service name: POWERTOOLS_SERVICE_NAME
+tracer = Tracer()
+metrics = Metrics(namespace="KeyRotation")
+
+# Fields of the rotation object worth a log line (all non-secret).
+SUMMARY_FIELDS = ("user", "mode", "classification", "resume_from", "old_key_id", "new_key_id", "action",
+                  "polls", "outcome")
+
+
+def summarize(result: Mapping[str, Any]) -> dict[str, Any]:
+    summary = {name: result[name] for name in SUMMARY_FIELDS if result.get(name) is not None}
+    distribution = result.get("distribution")
+    if isinstance(distribution, Mapping):
+        summary["distribution"] = {k: distribution.get(k) for k in ("confirmed", "total", "pending", "done")}
+    return summary
+
+
+def step_handler(step: str, run: Step) -> Handler:
+    @logger.inject_lambda_context(clear_state=True)
+    @tracer.capture_lambda_handler(capture_response=False)
+    @metrics.log_metrics
+    def decorated(event: Any, context: Any) -> dict[str, Any]:
+        logger.append_keys(step=step)
+        metrics.add_dimension(name="step", value=step)
+        try:
+            result = run(event)
+        except RotationError as exc:
+            metrics.add_metric(name="StepFailed", unit=MetricUnit.Count, value=1)
+            logger.warning("step failed", extra={"error": exc.name, "reason": str(exc)})
+            raise
+        except Exception:
+            metrics.add_metric(name="StepFailed", unit=MetricUnit.Count, value=1)
+            logger.exception("step failed unexpectedly")
+            raise
+        metrics.add_metric(name="StepSucceeded", unit=MetricUnit.Count, value=1)
+        logger.info("step done", extra={"rotation": summarize(result)})
+        return result
+
+    def handler(event: Any, context: Any = None) -> dict[str, Any]:
+        # The sandbox and tests may call without a Lambda context; Powertools needs its attributes.
+        result: dict[str, Any] = decorated(event, context if context is not None else _local_context(step))
+        return result
+
+    handler.__name__ = f"{step}_handler"
+    return handler
+
+
+def _local_context(step: str) -> Any:
+    return SimpleNamespace(function_name=f"keyrotation-{step}", function_version="$LATEST",
+                           invoked_function_arn=f"arn:aws:lambda:local:000000000000:function:keyrotation-{step}",
+                           memory_limit_in_mb=256, aws_request_id="local", log_group_name="local",
+                           log_stream_name="local", get_remaining_time_in_millis=lambda: 60_000)

@@ -1,0 +1,33 @@
+"""notify: an SNS summary of the rotation (success or failure); never a secret."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rotation.errors import InvalidRequest
+from rotation.notify import publish, summary
+
+from handlers import _clients
+from handlers._common import step_handler
+from handlers._env import load_env
+from handlers._event import caught_error
+
+
+def run(event: Any) -> dict[str, Any]:
+    if not isinstance(event, Mapping):
+        raise InvalidRequest("event: must be a JSON object")
+    rotation = event.get("rotation")
+    rotation = dict(rotation) if isinstance(rotation, Mapping) else {}
+    error = caught_error(event.get("error")) or rotation.get("error") or None
+    raw_input = event.get("input")
+    if not isinstance(raw_input, Mapping):
+        raw_input = {}
+    user = str(rotation.get("user") or raw_input.get("user") or "unknown")
+    env = load_env("TOPIC_ARN")
+    subject, message = summary(rotation, user=user, error=error)
+    message_id = publish(_clients.sns(), env.topic_arn, subject, message)
+    return {**rotation, "notification": {"message_id": message_id, "subject": subject}}
+
+
+handler = step_handler("notify", run)

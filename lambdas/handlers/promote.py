@@ -1,0 +1,26 @@
+"""promote: AWSCURRENT moves to the new version (the old one becomes AWSPREVIOUS)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from rotation import steps
+from rotation.lock import LockTable
+
+from handlers import _clients
+from handlers._common import step_handler
+from handlers._env import load_env
+from handlers._event import rotation_event
+
+
+def run(event: Any) -> dict[str, Any]:
+    rotation = rotation_event(event)
+    env = load_env("SETTINGS_PATH", "LOCK_TABLE")
+    return steps.promote(
+        rotation, env.settings(), sm=_clients.secretsmanager(),
+        table=LockTable(_clients.dynamodb(), env.lock_table), now=datetime.now(UTC),
+    ).to_dict()
+
+
+handler = step_handler("promote", run)

@@ -1,0 +1,26 @@
+"""select_due (scheduled machine): managed users whose active key is older than their max age.
+
+Returns `{"due": [{"user": name, "mode": "standard"}, ...], "checked": n, "not_in_iam": [...]}`; each item
+of `due` is an execution input of the rotation machine.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from rotation.due import select_due
+
+from handlers import _clients
+from handlers._common import step_handler
+from handlers._env import load_env
+
+
+def run(event: Any) -> dict[str, Any]:
+    env = load_env("SETTINGS_PATH")
+    report = select_due(_clients.iam(), env.settings(), datetime.now(UTC))
+    return {"due": [{"user": user, "mode": "standard"} for user in report.due], "checked": report.checked,
+            "not_in_iam": list(report.not_in_iam)}
+
+
+handler = step_handler("select_due", run)
