@@ -39,13 +39,13 @@ def placeholder_resolver(template: Mapping[str, Any]) -> Resolver:
 
     def resolve(intrinsic: Mapping[str, Any]) -> str:
         if "Ref" in intrinsic:
-            name = intrinsic["Ref"]
+            name = str(intrinsic["Ref"])
             if name in _PSEUDO:
                 return _PSEUDO[name]
             kind = resources[name]["Type"]
             return _ARNS[kind].format(name) if kind in _REF_IS_ARN else name
         if "Fn::GetAtt" in intrinsic:
-            name, attribute = intrinsic["Fn::GetAtt"]
+            name, attribute = (str(item) for item in intrinsic["Fn::GetAtt"])
             kind = resources[name]["Type"]
             if attribute == "Arn" and kind in _ARNS:
                 return _ARNS[kind].format(name)

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+import yaml  # type: ignore[import-untyped,unused-ignore]  # no types-PyYAML in requirements yet
 from rotation.errors import InvalidSettings
 from rotation.settings import Settings, load_settings
 

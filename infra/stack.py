@@ -62,6 +62,7 @@ class KeyRotationStack(Stack):
             topic_key=alerts.key,
         )
         workflows = RotationWorkflows(self, "Workflows", settings=settings, functions=steps.functions)
+        steps.allow_lock_owner_checks(workflows.rotation)
         groups = ServerGroupRoles(self, "ServerGroups", settings=settings, secrets=secrets.secrets)
         secrets.restrict_readers({
             user.name: [groups.roles[user.server_group], *steps.secret_readers()] for user in settings.users

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import ArnFormat, Aws, CfnResource, Stack
+from aws_cdk import Aws, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_ssm as ssm
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 from rotation.settings import Schedule
 
-from infra.nag import acknowledge
+from infra.arns import executions_arn
+from infra.nag import acknowledge, resource_finding
 
 # What the scheduled machine receives; the window fills in its pseudo parameter. No execution name is set:
 # Step Functions names must be unique for 90 days, so Step Functions generates one per window run.
@@ -50,12 +51,7 @@ class RotationWindow(Construct):
                 conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
             ),
         )
-        executions = stack.format_arn(
-            service="states",
-            resource="execution",
-            resource_name=f"{state_machine.state_machine_name}:*",
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
+        executions = executions_arn(state_machine)
         policy = iam.Policy(
             self,
             "Policy",
@@ -68,13 +64,9 @@ class RotationWindow(Construct):
             ],
         )
         self.executions_arn = executions
-        machine_resource = state_machine.node.default_child
-        assert isinstance(machine_resource, CfnResource)  # noqa: S101 (narrowing for the type checker)
-        machine_id = stack.resolve(stack.get_logical_id(machine_resource))
         acknowledge(
             policy,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:"
-            f"execution:<{machine_id}.Name>:*]",
+            resource_finding(stack, executions),
             "The window follows the executions it starts; their names are generated, so only the "
             "scheduled machine's execution ARNs can be named.",
         )

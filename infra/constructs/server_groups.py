@@ -60,5 +60,5 @@ class ServerGroupRoles(Construct):
                 self,
                 f"ActivationRole-{group.name}",
                 value=role.role_name,
-                description=f"IAM role for `aws ssm create-activation --iam-role` of server group {group.name}",
+                description=f"Role for `aws ssm create-activation --iam-role` (server group {group.name})",
             )

@@ -17,10 +17,12 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 from rotation.settings import Settings
 
-from infra.nag import acknowledge
+from infra.arns import executions_arn, managed_users_arn
+from infra.nag import acknowledge, resource_finding
 
 STEPS = (
     "prepare",
@@ -53,39 +55,44 @@ class Access:
     send_command: bool = False  # ssm:SendCommand with our document on managed instances only
     fleet_reads: tuple[str, ...] = ()  # SSM reads that IAM cannot scope to a resource
     publish: bool = False  # sns:Publish to the alert topic
+    list_users: bool = False  # iam:ListUsers (PathPrefix=managed path); IAM cannot scope it to a resource
+    lock_owner_check: bool = False  # states:DescribeExecution of rotation executions (lock owner alive?)
 
 
-_LOCK = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+# The lock is taken, confirmed and released with conditional UpdateItem; read with GetItem.
+_LOCK = ("dynamodb:GetItem", "dynamodb:UpdateItem")
 _LIST_KEYS = "iam:ListAccessKeys"
-_READ_SECRET = ("secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue",
-                "secretsmanager:ListSecretVersionIds")
+_READ_SECRET = ("secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue")
+_RELABEL = "secretsmanager:UpdateSecretVersionStage"
 
 STEP_ACCESS: dict[str, Access] = {
     "prepare": Access(
-        iam_keys=("iam:GetUser", _LIST_KEYS, "iam:GetAccessKeyLastUsed"),
+        iam_keys=("iam:GetUser", _LIST_KEYS),
         secrets=_READ_SECRET,
         lock=_LOCK,
         fleet_reads=("ssm:DescribeInstanceInformation",),
+        lock_owner_check=True,
     ),
     "create_key": Access(
         iam_keys=(_LIST_KEYS, "iam:CreateAccessKey", "iam:DeleteAccessKey"),
         secrets=(*_READ_SECRET, "secretsmanager:PutSecretValue"),
         secret_writes=True,
+        lock=_LOCK,
     ),
     "verify_key": Access(secrets=_READ_SECRET),  # sts:GetCallerIdentity is signed by the new key itself
-    "promote": Access(secrets=(*_READ_SECRET, "secretsmanager:UpdateSecretVersionStage")),
-    "distribute": Access(send_command=True),
+    "promote": Access(secrets=("secretsmanager:DescribeSecret", _RELABEL), lock=_LOCK),
+    "distribute": Access(send_command=True, lock=_LOCK),
     "check_distribution": Access(fleet_reads=("ssm:ListCommandInvocations",)),
     "check_usage": Access(iam_keys=(_LIST_KEYS, "iam:GetAccessKeyLastUsed")),
-    "deactivate": Access(iam_keys=(_LIST_KEYS, "iam:UpdateAccessKey")),
+    "deactivate": Access(iam_keys=(_LIST_KEYS, "iam:UpdateAccessKey"), secrets=_READ_SECRET, lock=_LOCK),
     "delete": Access(
         iam_keys=(_LIST_KEYS, "iam:DeleteAccessKey"),
-        secrets=(*_READ_SECRET, "secretsmanager:UpdateSecretVersionStage"),
+        secrets=(*_READ_SECRET, _RELABEL),
         lock=_LOCK,
     ),
     "rollback": Access(iam_keys=(_LIST_KEYS, "iam:UpdateAccessKey"), lock=_LOCK),
     "notify": Access(publish=True),
-    "select_due": Access(iam_keys=(_LIST_KEYS,)),
+    "select_due": Access(iam_keys=(_LIST_KEYS,), list_users=True),
 }
 
 
@@ -160,6 +167,22 @@ class RotationSteps(Construct):
             self.functions[step] = function
             self.roles[step] = role
 
+    def allow_lock_owner_checks(self, rotation_machine: sfn.IStateMachine) -> None:
+        """Steps that may take over a lock ask Step Functions whether the lock's owner still runs."""
+        stack = Stack.of(self)
+        executions = executions_arn(rotation_machine)
+        for step, access in STEP_ACCESS.items():
+            if access.lock_owner_check:
+                policy = iam.Policy(self, f"LockOwnerCheck-{step}", roles=[self.roles[step]], statements=[
+                    iam.PolicyStatement(actions=["states:DescribeExecution"], resources=[executions])
+                ])
+                acknowledge(
+                    policy,
+                    resource_finding(stack, executions),
+                    "Lock owners are rotation executions with generated names; only the rotation machine's "
+                    "executions can be named, and only to read their status.",
+                )
+
     def secret_readers(self) -> list[iam.IRole]:
         """The step roles that read a secret's value (for the secrets' resource policy)."""
         return [self.roles[step] for step, access in STEP_ACCESS.items()
@@ -172,7 +195,7 @@ class RotationSteps(Construct):
             statements.append(iam.PolicyStatement(
                 sid="KeysOfManagedUsersOnly",
                 actions=list(access.iam_keys),
-                resources=[managed_users_arn(stack, self._settings.managed_path)],
+                resources=[managed_users_arn(self._settings.managed_path)],
             ))
         if access.secrets:
             statements.append(iam.PolicyStatement(
@@ -208,6 +231,10 @@ class RotationSteps(Construct):
                 actions=list(access.fleet_reads),
                 resources=["*"],
             ))
+        if access.list_users:
+            statements.append(iam.PolicyStatement(
+                sid="ListUsersHasNoResourceType", actions=["iam:ListUsers"], resources=["*"]
+            ))
         if access.publish:
             statements.append(iam.PolicyStatement(
                 sid="AlertTopicOnly", actions=["sns:Publish"], resources=[self._topic.topic_arn]
@@ -238,6 +265,13 @@ class RotationSteps(Construct):
                 f"{', '.join(access.fleet_reads)} support no resource-level permissions (IAM requires "
                 "\"*\"); they only read fleet and command status.",
             )
+        if access.list_users:
+            acknowledge(
+                policy,
+                "AwsSolutions-IAM5[Resource::*]",
+                "iam:ListUsers supports no resource-level permissions (IAM requires \"*\"); the step lists "
+                "only the managed path (PathPrefix) and reads names and creation dates, no credentials.",
+            )
         if access.send_command:
             acknowledge(
                 policy,
@@ -258,11 +292,6 @@ class RotationSteps(Construct):
             "Python 3.12 is the runtime the pinned Powertools v3 layer and requirements/lambda.txt target; "
             "moving to a newer runtime is a deliberate upgrade of both.",
         )
-
-
-def managed_users_arn(stack: Stack, managed_path: str) -> str:
-    """`arn:${Partition}:iam::${Account}:user<managed_path>*` — every user under the managed path."""
-    return f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:user{managed_path}*"
 
 
 def send_command_targets(stack: Stack, settings: Settings) -> list[str]:

@@ -9,19 +9,18 @@ every step's result (the `rotation` object) goes to `$.rotation`; a caught error
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
-from aws_cdk import CfnResource, Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
-from constructs import IConstruct
 from rotation.settings import Settings
 
-from infra.nag import acknowledge
+from infra.arns import executions_arn
+from infra.nag import acknowledge, resource_finding
 
 # Lambda's own transient failures (throttling, service errors): retried on every task.
 TRANSIENT_LAMBDA_ERRORS = (
@@ -51,13 +50,6 @@ RESUME_TARGETS = {
     "delete": "delete",
     "done": "notify",
 }
-
-
-def _cfn(construct: IConstruct) -> CfnResource:
-    resource = construct.node.default_child
-    if not isinstance(resource, CfnResource):
-        raise TypeError(f"{construct.node.path} has no CloudFormation resource")
-    return resource
 
 
 def verify_attempts(interval_seconds: int, budget_seconds: int = VERIFY_BUDGET_SECONDS) -> int:
@@ -120,23 +112,15 @@ class RotationWorkflows(Construct):
             )
         for step, function in self._functions.items():
             machine = self.scheduled if step == "select_due" else self.rotation
-            if step not in self._invoked:
-                continue
-            logical_id = stack.resolve(stack.get_logical_id(_cfn(function)))
-            acknowledge(
-                machine.role,
-                f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>:*]",
-                f"CDK grants invoking the {step} step function and its versions; nothing else.",
-            )
-        rotation_name = json.dumps(
-            {"Fn::Select": [6, {"Fn::Split": [":", {"Ref": stack.resolve(stack.get_logical_id(
-                _cfn(self.rotation)))}]}]},
-            separators=(",", ":"),
-        )
+            if step in self._invoked:
+                acknowledge(
+                    machine.role,
+                    resource_finding(stack, f"{function.function_arn}:*"),
+                    f"CDK grants invoking the {step} step function and its versions; nothing else.",
+                )
         acknowledge(
             self.scheduled.role,
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:"
-            f"execution:{rotation_name}*]",
+            resource_finding(stack, executions_arn(self.rotation, "*")),
             "startExecution.sync follows (describes, stops) the rotation executions it starts; their "
             "names are per user and date, so only the rotation machine's executions can be named.",
         )
@@ -165,7 +149,8 @@ class RotationWorkflows(Construct):
         return task
 
     def _rotation_definition(self, verify_interval_seconds: int) -> sfn.IChainable:
-        failed = sfn.Fail(self, "failed", state_name="failed", comment="The rotation failed; see notify's report")
+        failed = sfn.Fail(self, "failed", state_name="failed",
+                          comment="The rotation failed; see notify's report")
         succeeded = sfn.Succeed(self, "succeeded", state_name="succeeded")
         notify = self._step("notify")
         outcome = (

@@ -99,7 +99,9 @@ def test_dry_run_only_prepares_and_reports(synth: Synth) -> None:
      ("distribute", "distribute"), ("check_usage", "wait_observe"), ("deactivate", "deactivate"),
      ("delete", "delete"), ("done", "notify")],
 )
-def test_resume_from_starts_at_the_named_step(synth: Synth, resume_from: str, first_after_prepare: str) -> None:
+def test_resume_from_starts_at_the_named_step(
+    synth: Synth, resume_from: str, first_after_prepare: str
+) -> None:
     result = run(synth, FakeEngine(resume_from=resume_from))
     assert result.visited[:3] == ["prepare", "route", first_after_prepare]
     assert result.status == "SUCCEEDED"
