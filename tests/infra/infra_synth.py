@@ -91,3 +91,70 @@ def step_resolver(template: dict[str, Any]) -> Any:
         assert function == "handler" and module.startswith("handlers."), handler
         return module.removeprefix("handlers.")
     return step_of
+
+
+PSEUDO = {"AWS::Partition": "${AWS::Partition}", "AWS::AccountId": "${AWS::AccountId}",
+          "AWS::Region": "${AWS::Region}", "AWS::URLSuffix": "${AWS::URLSuffix}"}
+
+
+def render(value: Any) -> str:
+    """A template value as text: pseudo parameters as ${…}, Refs as ${Ref:X}, GetAtts as ${X.Attr}."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return str(separator).join(render(part) for part in parts)
+    if isinstance(value, dict) and "Ref" in value:
+        return PSEUDO.get(value["Ref"], "${Ref:" + value["Ref"] + "}")
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        return "${" + ".".join(value["Fn::GetAtt"]) + "}"
+    return json.dumps(value, sort_keys=True)
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One Allow statement of one role's policies, rendered to text."""
+
+    role: str  # logical id
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+    conditions: dict[str, Any]
+
+
+def grants(template: dict[str, Any]) -> list[Grant]:
+    found = []
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::IAM::Policy":
+            documents = [(role["Ref"], resource["Properties"]["PolicyDocument"])
+                         for role in resource["Properties"].get("Roles", [])]
+        elif resource["Type"] == "AWS::IAM::Role":
+            documents = []  # inline policies of roles are not used by this stack (checked below)
+            assert "Policies" not in resource["Properties"]
+        else:
+            continue
+        for role, document in documents:
+            for statement in document["Statement"]:
+                if statement["Effect"] != "Allow":
+                    continue
+                found.append(Grant(
+                    role=role,
+                    actions=tuple(as_list(statement["Action"])),
+                    resources=tuple(render(item) for item in as_list(statement["Resource"])),
+                    conditions=statement.get("Condition", {}),
+                ))
+    return found
+
+
+def step_roles(template: dict[str, Any]) -> dict[str, str]:
+    """Step name → logical id of its function's role."""
+    roles = {}
+    step_of = step_resolver(template)
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::Lambda::Function":
+            step = step_of(f"function:{logical_id}")
+            roles[step] = resource["Properties"]["Role"]["Fn::GetAtt"][0]
+    return roles

@@ -1,0 +1,120 @@
+"""Both state machines, as deployed: valid ASL, Retry+Catch on every Task, waits from the execution."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from infra_synth import ROOT, Synth, render
+
+ASL_VALIDATOR = ROOT / "node_modules" / ".bin" / "asl-validator"
+
+
+def _states(definition: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, state in definition["States"].items():
+        yield name, state
+        for nested in ("ItemProcessor", "Iterator"):
+            if nested in state:
+                yield from _states(state[nested])
+        for branch in state.get("Branches", []):
+            yield from _states(branch)
+
+
+def test_definitions_pass_asl_validator(synth: Synth, tmp_path: Path) -> None:
+    paths = []
+    for logical_id, definition in synth.machines().items():
+        path = tmp_path / f"{logical_id}.json"
+        path.write_text(json.dumps(definition), encoding="utf-8")
+        paths += ["--json-path", str(path)]
+    assert len(paths) == 4
+    result = subprocess.run([str(ASL_VALIDATOR), *paths], capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("machine", ["WorkflowsRotation", "WorkflowsScheduled"])
+def test_every_task_has_retry_and_catch(synth: Synth, machine: str) -> None:
+    tasks = [(name, state) for name, state in _states(synth.machine(machine)) if state["Type"] == "Task"]
+    assert tasks
+    for name, state in tasks:
+        retried = {error for retry in state.get("Retry", []) for error in retry["ErrorEquals"]}
+        assert retried, f"{name} has no Retry"
+        assert any(error.endswith("SdkClientException") for error in retried), (name, retried)
+        assert any("States.ALL" in catch["ErrorEquals"] for catch in state.get("Catch", [])), name
+
+
+def test_domain_tasks_catch_to_the_one_failure_path(synth: Synth) -> None:
+    definition = synth.machine("WorkflowsRotation")
+    targets = {state["Catch"][0]["Next"] for name, state in definition["States"].items()
+               if state["Type"] == "Task" and name not in ("rollback", "notify")}
+    assert targets == {"rollback"}
+    assert definition["States"]["rollback"]["Next"] == "notify"
+    assert definition["States"]["rollback"]["Catch"][0]["Next"] == "notify"
+    assert definition["States"]["notify"]["Catch"][0]["Next"] == "failed"
+
+
+def test_verify_key_retries_new_key_not_yet_valid_for_about_two_minutes(synth: Synth) -> None:
+    state = synth.machine("WorkflowsRotation")["States"]["verify_key"]
+    (retry,) = [r for r in state["Retry"] if r["ErrorEquals"] == ["NewKeyNotYetValid"]]
+    assert retry["IntervalSeconds"] == synth.config.settings.defaults.waits.verify_interval_seconds
+    total = sum(retry["IntervalSeconds"] * retry["BackoffRate"] ** i for i in range(retry["MaxAttempts"]))
+    assert 120 <= total <= 300
+
+
+def test_waits_come_from_the_resolved_waits_so_an_execution_can_shorten_them(synth: Synth) -> None:
+    waits = {name: state for name, state in synth.machine("WorkflowsRotation")["States"].items()
+             if state["Type"] == "Wait"}
+    assert {name: state.get("SecondsPath") for name, state in waits.items()} == {
+        "wait_poll": "$.rotation.waits.poll_seconds",
+        "wait_observe": "$.rotation.waits.observe_seconds",
+        "wait_grace": "$.rotation.waits.grace_seconds",
+    }
+
+
+def test_every_step_result_goes_to_rotation(synth: Synth) -> None:
+    for name, state in synth.machine("WorkflowsRotation")["States"].items():
+        if state["Type"] == "Task":
+            assert state["ResultPath"] == "$.rotation", name
+
+
+@pytest.mark.parametrize("prefix", ["WorkflowsRotation", "WorkflowsScheduled"])
+def test_standard_logged_and_traced_without_execution_data(synth: Synth, prefix: str) -> None:
+    (properties,) = [r["Properties"] for lid, r in synth.of_type("AWS::StepFunctions::StateMachine").items()
+                     if lid.startswith(prefix)]
+    assert properties["StateMachineType"] == "STANDARD"
+    assert properties["LoggingConfiguration"]["Level"] == "ALL"
+    assert properties["LoggingConfiguration"]["IncludeExecutionData"] is False
+    assert properties["TracingConfiguration"] == {"Enabled": True}
+
+
+def test_scheduled_machine_rotates_due_users_with_bounded_concurrency(synth: Synth) -> None:
+    definition = synth.machine("WorkflowsScheduled")
+    assert definition["StartAt"] == "select_due"
+    rotate = definition["States"]["rotate_due_users"]
+    assert rotate["Type"] == "Map" and rotate["ItemsPath"] == "$.due.users"
+    assert rotate["MaxConcurrency"] == synth.config.settings.schedule.max_parallel_users == 7
+    start = rotate["ItemProcessor"]["States"]["start_rotation"]
+    assert start["Resource"].endswith(":states:::states:startExecution.sync:2")
+    (rotation_id,) = [lid for lid in synth.of_type("AWS::StepFunctions::StateMachine")
+                      if lid.startswith("WorkflowsRotation")]
+    assert start["Parameters"]["StateMachineArn"].endswith(f":stateMachine:{rotation_id}")
+    assert start["Parameters"]["Input"] == {"user.$": "$.user", "mode": "standard"}
+    # Named after the user and the scheduled run's start (date and time), so operators can find it.
+    assert start["Parameters"]["Name.$"] == "$.name"
+    name = rotate["ItemSelector"]["name.$"]
+    assert name.startswith("States.Format('{}-{}{}', $$.Map.Item.Value,") and "$$.Execution.StartTime" in name
+    # A failed rotation of one user is recorded, not allowed to abort the others.
+    assert start["Catch"][0]["Next"] == "rotation_failed"
+
+
+def test_definitions_reference_the_step_functions_of_this_stack(synth: Synth) -> None:
+    (properties,) = [r["Properties"] for lid, r in synth.of_type("AWS::StepFunctions::StateMachine").items()
+                     if lid.startswith("WorkflowsRotation")]
+    text = render(properties["DefinitionString"])
+    functions = synth.of_type("AWS::Lambda::Function")
+    referenced = {lid for lid in functions if "${" + lid + ".Arn}" in text}
+    assert len(referenced) == len(functions) - 1  # every step but select_due
