@@ -19,6 +19,8 @@ from typing import Any
 
 import boto3
 
+from ssm_documents.render import step_script
+
 REPO = Path(__file__).resolve().parents[2]
 AGENT = REPO / "agent_scripts" / "keyrotation_agent.py"
 VENV_BIN = Path(sys.executable).parent
@@ -241,3 +243,20 @@ class FakeSts:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def run_linux_step(
+    document: dict[str, Any], workdir: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """What the SSM Agent does: the step's lines in _script.sh, run by `sh` with SSM_* variables."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "_script.sh").write_text(step_script(document, "aws:runShellScript"))
+    return subprocess.run(
+        ["/bin/sh", "_script.sh"], cwd=workdir, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def ssm_env(server: Server, params: dict[str, str]) -> dict[str, str]:
+    env = server.base_env()
+    env.update({f"SSM_{name}": value for name, value in params.items()})
+    return env

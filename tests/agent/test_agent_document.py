@@ -13,7 +13,16 @@ from typing import Any
 
 import pytest
 import re2
-from agent_support import AGENT, APP_UID, Identity, Server, parse_single_result, write_credentials
+from agent_support import (
+    AGENT,
+    APP_UID,
+    Identity,
+    Server,
+    parse_single_result,
+    run_linux_step,
+    ssm_env,
+    write_credentials,
+)
 
 from ssm_documents import render
 
@@ -113,23 +122,6 @@ def _agent_module() -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def run_linux_step(
-    document: dict[str, Any], workdir: Path, env: dict[str, str]
-) -> subprocess.CompletedProcess[str]:
-    """What the SSM Agent does: the step's lines in _script.sh, run by `sh` with SSM_* variables."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "_script.sh").write_text(render.step_script(document, "aws:runShellScript"))
-    return subprocess.run(
-        ["/bin/sh", "_script.sh"], cwd=workdir, env=env, capture_output=True, text=True, timeout=120
-    )
-
-
-def ssm_env(server: Server, params: dict[str, str]) -> dict[str, str]:
-    env = server.base_env()
-    env.update({f"SSM_{name}": value for name, value in params.items()})
-    return env
 
 
 def test_linux_step_rotates_a_file_end_to_end(
