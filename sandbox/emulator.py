@@ -39,6 +39,9 @@ class Emulator:
 
         patches.install()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+        # moto's executor logs every error it evaluates, including those a Choice/Catch handles as designed;
+        # what matters is in the execution history.
+        logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()

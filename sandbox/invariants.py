@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
 
 from sandbox.deploy import Deployment
 from sandbox.emulator import Emulator
@@ -83,7 +82,8 @@ def current_secret_is_active(emulator: Emulator, deployment: Deployment) -> list
         key_id = value.get("aws_access_key_id")
         status = _keys(emulator, name).get(key_id or "")
         if status != "Active":
-            problems.append(f"{name}: AWSCURRENT holds key {key_id}, which is {status or 'not a key of the user'}")
+            problems.append(f"{name}: AWSCURRENT holds key {key_id}, which is "
+                            f"{status or 'not a key of the user'}")
         elif _secret_keys(emulator, name).get(key_id) != value.get("aws_secret_access_key"):
             problems.append(f"{name}: AWSCURRENT's secret access key does not match key {key_id}")
     return problems
@@ -132,7 +132,8 @@ def observable_texts(emulator: Emulator, deployment: Deployment) -> Iterable[tup
         yield f"logs {name}", "\n".join(e["message"] for e in events)
 
 
-def no_secret_leaks(emulator: Emulator, deployment: Deployment, extra: dict[str, str] | None = None) -> list[str]:
+def no_secret_leaks(emulator: Emulator, deployment: Deployment,
+                    extra: dict[str, str] | None = None) -> list[str]:
     secrets = secret_values(emulator, deployment)
     problems = []
     texts = list(observable_texts(emulator, deployment)) + list((extra or {}).items())

@@ -1,0 +1,168 @@
+"""`python -m sandbox demo`: a full key rotation of a simulated hybrid fleet, no AWS account needed."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from sandbox import deploy
+from sandbox.demo import Progress, Report, Sandbox, Scenario, max_polls_for
+from sandbox.emulator import Emulator
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="rotate the keys of M users across N simulated servers each")
+    demo.add_argument("--users", type=int, default=1, metavar="M", help="IAM users to rotate (default 1)")
+    demo.add_argument("--servers", type=int, default=5, metavar="N", help="servers per user (default 5)")
+    demo.add_argument("--fail", type=int, default=0, metavar="K", help="K servers whose agent fails")
+    demo.add_argument("--offline", type=int, default=0, metavar="K", help="K servers that are offline")
+    demo.add_argument("--scheduled", action="store_true",
+                      help="fire the maintenance window's task: rotate only the users whose key is due")
+    demo.add_argument("--keep", type=Path, metavar="DIR",
+                      help="leave the servers' files, settings, template and a state.json dump in DIR")
+    demo.add_argument("--workers", type=int, default=None, metavar="W",
+                      help="servers whose agent runs at the same time (default 2 per CPU)")
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> str | None:
+    if args.users < 1 or args.servers < 1:
+        return "--users and --servers must be at least 1"
+    if args.fail < 0 or args.offline < 0 or args.fail + args.offline > args.users * args.servers:
+        return "--fail + --offline must be between 0 and the number of servers (users x servers)"
+    return None
+
+
+@contextlib.contextmanager
+def _workdir(keep: Path | None) -> Iterator[Path]:
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep.resolve()
+        return
+    path = Path(tempfile.mkdtemp(prefix="keyrotation-sandbox-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class _Console:
+    """Progress lines, also kept so that the leak check can scan what we printed."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.started = time.monotonic()
+
+    def say(self, text: str) -> None:
+        self.lines.append(text)
+        print(text, flush=True)
+
+    def progress(self, item: Progress) -> None:
+        who = item.user or "scheduled"
+        self.say(f"  [{time.monotonic() - self.started:6.1f}s] {who:<12} {item.text}")
+
+
+def demo(args: argparse.Namespace) -> int:
+    scenario = Scenario(users=args.users, servers=args.servers, fail=args.fail, offline=args.offline,
+                        scheduled=args.scheduled, workers=args.workers)
+    console = _Console()
+    started = time.monotonic()
+    with _workdir(args.keep) as workdir:
+        console.say(f"Sandbox: {scenario.users} user(s) x {scenario.servers} server(s) each, workdir {workdir}")
+        settings = deploy.sandbox_settings(scenario.users, max_polls=max_polls_for(scenario.servers))
+        settings_path = deploy.write_settings(workdir / "settings.yaml", settings)
+        console.say("Synthesizing the CDK app (app.py) with the sandbox's settings ...")
+        synth_log = io.StringIO()
+        with contextlib.redirect_stdout(synth_log):
+            assembly = deploy.synthesize(settings_path, workdir / "cdk.out")
+        with Emulator() as emulator:
+            console.say(f"Emulator (moto {_moto_version()}) on {emulator.endpoint}; deploying the template ...")
+            sandbox = Sandbox(emulator, assembly, settings, workdir, scenario)
+            try:
+                _describe_setup(console, sandbox)
+                sandbox.run(console.progress)
+                extra = {"the demo's console output": "\n".join(console.lines),
+                         "the synth output": synth_log.getvalue()}
+                report = sandbox.report(started, extra_texts=extra)
+                _print_summary(console, report)
+                if args.keep:
+                    sandbox.dump(workdir / "state.json", report)
+                    console.say(f"Kept: {workdir} (servers/, settings.yaml, cdk.out/, state.json)")
+            finally:
+                sandbox.close()
+    print(json.dumps(report.summary_json()), flush=True)
+    return 0 if report.result == "rotated" or (report.result == "blocked" and (args.fail or args.offline)) else 1
+
+
+def _moto_version() -> str:
+    import moto
+
+    return str(moto.__version__)
+
+
+def _describe_setup(console: _Console, sandbox: Sandbox) -> None:
+    deployment = sandbox.deployment
+    console.say(f"  deployed: {len(deployment.functions)} Lambda functions, 2 state machines, document "
+                f"{deployment.document_name}, {len(deployment.secrets)} secret(s), lock table, SNS topic"
+                + (f"; not emulated: {', '.join(sorted(deployment.skipped))}" if deployment.skipped else ""))
+    for user in deployment.settings["users"]:
+        servers = sandbox.fleet.in_group(user["server_group"])
+        key = sandbox.initial_keys[user["name"]].key_id
+        console.say(f"  user {user['name']}: key {key} in {user['credentials_file']} [{user['profile']}] "
+                    f"on {len(servers)} server(s) of group {user['server_group']}")
+    faulty = [s for s in sandbox.fleet.servers.values() if s.faults.any() or not s.online]
+    for server in faulty:
+        what = "offline" if not server.online else "agent fails"
+        console.say(f"  fault injected: {server.instance_id} ({server.name}) {what}")
+    if sandbox.scenario.scheduled:
+        console.say(f"  due (key older than max age): {', '.join(sandbox.scenario.due_users())}")
+        console.say("Firing the maintenance window's task (start the scheduled machine) ...")
+    else:
+        console.say("Starting the rotation state machine ...")
+
+
+def _print_summary(console: _Console, report: Report) -> None:
+    console.say("")
+    console.say("Summary")
+    for user in report.users:
+        if user.result == "not due":
+            console.say(f"  {user.user}: not due, key {user.old_key_id} kept")
+            continue
+        new = user.new_key_id or "(none)"
+        console.say(f"  {user.user}: {user.result.upper()}  {user.old_key_id} -> {new}; old key {user.old_key}"
+                    f"; servers confirmed {user.confirmed}/{user.total}")
+        if user.error:
+            console.say(f"    why: {user.error}: {user.cause}")
+        bad = {i: s for i, s in user.servers.items() if not s.startswith("ok")}
+        shown = user.servers if len(user.servers) <= 10 else bad
+        for instance_id, status in shown.items():
+            console.say(f"    {instance_id}  {status}")
+        if len(user.servers) > 10:
+            console.say(f"    ... {len(user.servers) - len(bad)} more server(s) ok")
+    if report.violations:
+        console.say("  INVARIANTS VIOLATED:")
+        for violation in report.violations:
+            console.say(f"    - {violation}")
+    else:
+        console.say("  invariants: every server holds an Active key that works; <= 2 keys per user; "
+                    "AWSCURRENT is Active; no secret in histories, commands, SNS, logs or this output")
+    console.say(f"  result: {report.result} in {report.seconds:.1f}s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    problem = _validate(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    return demo(args)

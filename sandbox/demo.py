@@ -1,0 +1,357 @@
+"""A rotation scenario in the sandbox: deploy, provision, start, follow, report.
+
+`Sandbox` is what the CLI (`python -m sandbox demo`) and the end-to-end tests drive. The product runs
+unchanged; only the scenario (users, servers, injected faults) and the waits given in the execution input
+are the sandbox's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sandbox import deploy, invariants
+from sandbox.deploy import Assembly, Deployment
+from sandbox.emulator import Emulator
+from sandbox.fleet import MARKER, Fleet
+
+# Execution-input waits (docs/design.md §2): nothing to observe or wait for in an emulator; 1 s between polls.
+DEMO_WAITS = {"observe_seconds": 0, "grace_seconds": 0, "poll_seconds": 1, "verify_interval_seconds": 1}
+
+
+def max_polls_for(servers: int) -> int:
+    """Enough 1 s polls for the agents of `servers` nodes to finish on a small machine."""
+    return 60 + servers // 2
+
+
+@dataclass
+class Scenario:
+    users: int = 1
+    servers: int = 5  # per user (each user has its own server group)
+    fail: int = 0  # servers whose agent fails (test affordance)
+    offline: int = 0  # servers that are not connected
+    scheduled: bool = False  # start the scheduled machine as the maintenance window would
+    workers: int | None = None  # parallel agents
+
+    def due_users(self) -> list[str]:
+        """Scheduled scenario: the first half of the users (at least one) have a key older than their max age."""
+        names = deploy.user_names(self.users)
+        return names[: max(1, math.ceil(len(names) / 2))]
+
+
+@dataclass
+class Progress:
+    execution: str  # execution name
+    user: str
+    kind: str  # "state" | "confirmed" | "status"
+    text: str
+
+
+@dataclass
+class UserReport:
+    user: str
+    result: str  # rotated | blocked | failed | not due
+    old_key_id: str
+    new_key_id: str | None
+    old_key: str  # deleted | Inactive | Active
+    execution: str | None = None
+    status: str | None = None
+    error: str | None = None
+    cause: str | None = None
+    confirmed: int = 0
+    total: int = 0
+    servers: dict[str, str] = field(default_factory=dict)  # instance id -> status line
+
+
+@dataclass
+class Report:
+    result: str
+    users: list[UserReport]
+    violations: list[str]
+    seconds: float
+
+    def summary_json(self) -> dict[str, Any]:
+        return {
+            "result": self.result,
+            "users": len(self.users),
+            "servers_confirmed": sum(u.confirmed for u in self.users),
+            "servers_total": sum(u.total for u in self.users),
+            "old_key_ids": [u.old_key_id for u in self.users],
+            "new_key_ids": [u.new_key_id for u in self.users if u.new_key_id],
+            "old_keys_deleted": [u.old_key_id for u in self.users if u.old_key == "deleted"],
+            "blocked_servers": sorted({i for u in self.users for i, s in u.servers.items()
+                                       if not s.startswith("ok")} if self.result != "rotated" else set()),
+            "invariants": "ok" if not self.violations else self.violations,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+class Sandbox:
+    """One deployed system with its simulated fleet, in a running emulator."""
+
+    def __init__(self, emulator: Emulator, assembly: Assembly, settings: dict[str, Any], workdir: Path,
+                 scenario: Scenario) -> None:
+        self.emulator = emulator
+        self.scenario = scenario
+        self.workdir = Path(workdir)
+        self.deployment: Deployment = deploy.deploy(emulator, assembly, settings)
+        self.fleet = Fleet(self.workdir / "servers", emulator.endpoint, emulator.region,
+                           workers=scenario.workers)
+        due = scenario.due_users() if scenario.scheduled else None
+        self.initial_keys = deploy.provision(emulator, self.deployment, self.fleet, scenario.servers,
+                                             due_users=due)
+        servers = list(self.fleet.servers.values())
+        for server in servers[: scenario.fail]:
+            server.faults.fail = True
+        for server in servers[len(servers) - scenario.offline:] if scenario.offline else []:
+            server.online = False
+        self.executions: dict[str, str] = {}  # execution ARN -> user ("" for the scheduled machine)
+        self._seen: dict[str, int] = {}
+        self._confirmed: dict[str, tuple[int, int]] = {}
+
+    def close(self) -> None:
+        self.fleet.shutdown()
+
+    # -------------------------------------------------------------------------------------- start
+
+    def rotation_input(self, user: str) -> dict[str, Any]:
+        waits = {**DEMO_WAITS, "max_polls": max_polls_for(self.scenario.servers)}
+        return {"user": user, "mode": "standard", "waits": waits}
+
+    def start_rotation(self, user: str, name: str | None = None) -> str:
+        arn: str = self.emulator.client("stepfunctions").start_execution(
+            stateMachineArn=self.deployment.rotation_machine,
+            name=name or f"demo-{user}-{uuid.uuid4().hex[:8]}",
+            input=json.dumps(self.rotation_input(user)),
+        )["executionArn"]
+        self.executions[arn] = user
+        return arn
+
+    def fire_maintenance_window(self) -> str:
+        """What the maintenance window's STEP_FUNCTIONS task does when the window opens."""
+        window_execution = str(uuid.uuid4())
+        task_input = self.deployment.window_task_input.replace("{{WINDOW_EXECUTION_ID}}", window_execution)
+        arn: str = self.emulator.client("stepfunctions").start_execution(
+            stateMachineArn=self.deployment.scheduled_machine, name=f"window-{window_execution}",
+            input=task_input,
+        )["executionArn"]
+        self.executions[arn] = ""
+        return arn
+
+    def start(self) -> list[str]:
+        if self.scenario.scheduled:
+            return [self.fire_maintenance_window()]
+        return [self.start_rotation(u["name"]) for u in self.deployment.settings["users"]]
+
+    # ------------------------------------------------------------------------------------- follow
+
+    def _discover_children(self) -> None:
+        sfn = self.emulator.client("stepfunctions")
+        for execution in sfn.list_executions(stateMachineArn=self.deployment.rotation_machine)["executions"]:
+            arn = execution["executionArn"]
+            if arn not in self.executions:
+                self.executions[arn] = _user_from_input(sfn.describe_execution(executionArn=arn))
+
+    def poll(self) -> tuple[list[Progress], bool]:
+        """New progress since the last call, and whether every execution has ended."""
+        sfn = self.emulator.client("stepfunctions")
+        if self.scenario.scheduled:
+            self._discover_children()
+        progress: list[Progress] = []
+        running = False
+        for arn, user in list(self.executions.items()):
+            status = sfn.describe_execution(executionArn=arn)["status"]
+            events = sfn.get_execution_history(executionArn=arn)["events"]
+            name = arn.rsplit(":", 1)[-1]
+            for event in events[self._seen.get(arn, 0):]:
+                progress.extend(self._describe(name, user, event))
+            self._seen[arn] = len(events)
+            if status == "RUNNING":
+                running = True
+            elif not events or events[-1]["type"] not in ("ExecutionSucceeded", "ExecutionFailed"):
+                running = True  # history not complete yet
+        return progress, not running
+
+    _QUIET_STATES = {"ChoiceStateEntered", "PassStateEntered", "WaitStateEntered"}
+
+    def _describe(self, name: str, user: str, event: dict[str, Any]) -> list[Progress]:
+        kind = event["type"]
+        if kind.endswith("StateEntered") and kind not in self._QUIET_STATES:
+            state = event["stateEnteredEventDetails"]["name"]
+            if state in ("check_distribution", "wait_poll"):
+                return []
+            return [Progress(name, user, "state", state)]
+        if kind == "TaskStateExited":
+            output = _json(event["stateExitedEventDetails"].get("output"))
+            distribution = (output.get("rotation") or {}).get("distribution") if isinstance(output, dict) else None
+            if event["stateExitedEventDetails"]["name"] == "check_distribution" and distribution:
+                seen = (distribution.get("confirmed", 0), distribution.get("total", 0))
+                key = f"{name}/{distribution.get('action')}"
+                if self._confirmed.get(key) != seen:
+                    self._confirmed[key] = seen
+                    return [Progress(name, user, "confirmed",
+                                     f"servers confirmed {seen[0]}/{seen[1]} ({distribution.get('action')})")]
+        if kind in ("ExecutionSucceeded", "ExecutionFailed"):
+            return [Progress(name, user, "status", kind.removeprefix("Execution").upper())]
+        return []
+
+    def run(self, on_progress: Callable[[Progress], None] | None = None, timeout: float = 900.0) -> None:
+        self.start()
+        self.follow(on_progress, timeout)
+
+    def follow(self, on_progress: Callable[[Progress], None] | None = None, timeout: float = 900.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            progress, done = self.poll()
+            for item in progress:
+                if on_progress:
+                    on_progress(item)
+            if done:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"executions still running after {timeout:.0f}s")
+            time.sleep(0.25)
+
+    # ------------------------------------------------------------------------------------- report
+
+    def report(self, started: float, extra_texts: dict[str, str] | None = None) -> Report:
+        users = [self._user_report(u) for u in self.deployment.settings["users"]]
+        violations = invariants.check_all(self.emulator, self.deployment, self.fleet, extra_texts)
+        results = {u.result for u in users}
+        if violations or "failed" in results:
+            result = "failed"
+        elif "blocked" in results:
+            result = "blocked"
+        elif "rotated" in results:
+            result = "rotated"
+        else:
+            result = "failed"  # nothing rotated, nothing blocked: the scenario did not run
+        return Report(result, users, violations, time.monotonic() - started)
+
+    def _user_report(self, user: dict[str, Any]) -> UserReport:
+        name = user["name"]
+        old = self.initial_keys[name].key_id
+        keys = {k["AccessKeyId"]: k["Status"] for k in
+                self.emulator.client("iam").list_access_keys(UserName=name)["AccessKeyMetadata"]}
+        new = next((k for k in keys if k != old), None)
+        report = UserReport(user=name, result="failed", old_key_id=old, new_key_id=new,
+                            old_key=keys.get(old, "deleted"))
+        execution = self._last_execution_of(name)
+        group = self.fleet.in_group(user["server_group"])
+        report.total = len(group)
+        if execution is None:
+            report.result = "not due" if self.scenario.scheduled and report.old_key == "Active" and not new \
+                else "failed"
+            report.servers = {s.instance_id: "not contacted" for s in group}
+            return report
+        sfn = self.emulator.client("stepfunctions")
+        description = sfn.describe_execution(executionArn=execution)
+        report.execution = description["name"]
+        report.status = description["status"]
+        state = _final_state(sfn.get_execution_history(executionArn=execution)["events"])
+        rotation = state.get("rotation") or {}
+        error = state.get("error") or {}
+        report.error, report.cause = error.get("Error"), error.get("Cause")
+        distribution = rotation.get("distribution") or {}
+        report.confirmed = int(distribution.get("confirmed", 0))
+        report.total = int(distribution.get("total", report.total) or report.total)
+        report.servers = self._server_status(group, rotation)
+        if report.status == "SUCCEEDED" and report.old_key == "deleted" and new and keys[new] == "Active":
+            report.result = "rotated"
+        elif report.status != "SUCCEEDED" and report.old_key == "Active":
+            report.result = "blocked"
+        return report
+
+    def _last_execution_of(self, user: str) -> str | None:
+        mine = [arn for arn, u in self.executions.items() if u == user]
+        if not mine:
+            return None
+        sfn = self.emulator.client("stepfunctions")
+        return max(mine, key=lambda arn: sfn.describe_execution(executionArn=arn)["startDate"])
+
+    def _server_status(self, group: list[Any], rotation: dict[str, Any]) -> dict[str, str]:
+        """Per server: the last invocation of the rotation's commands, as the engine saw it."""
+        ssm = self.emulator.client("ssm")
+        latest: dict[str, dict[str, Any]] = {}
+        for command_id in rotation.get("command_ids") or []:
+            pages = ssm.get_paginator("list_command_invocations").paginate(CommandId=command_id, Details=True)
+            for page in pages:
+                for invocation in page["CommandInvocations"]:
+                    latest[invocation["InstanceId"]] = invocation
+        statuses = {}
+        for server in group:
+            invocation = latest.get(server.instance_id)
+            ping = "Online" if server.online else "ConnectionLost"
+            if invocation is None:
+                statuses[server.instance_id] = f"not contacted (ping {ping})"
+                continue
+            output = "".join(p.get("Output", "") for p in invocation.get("CommandPlugins", []))
+            marker = _marker(output)
+            if invocation["Status"] == "Success" and marker.get("status") == "ok":
+                statuses[server.instance_id] = f"ok ({marker.get('action')}: {marker.get('access_key_id')})"
+            else:
+                detail = marker.get("error") or invocation["StatusDetails"]
+                statuses[server.instance_id] = f"{invocation['Status']} ({detail}; ping {ping})"
+        return statuses
+
+    # --------------------------------------------------------------------------------------- dump
+
+    def dump(self, path: Path, report: Report) -> None:
+        """A JSON snapshot for inspection (--keep): no secret values, only ids and statuses."""
+        iam = self.emulator.client("iam")
+        sfn = self.emulator.client("stepfunctions")
+        state = {
+            "report": report.summary_json(),
+            "users": [vars(u) for u in report.users],
+            "iam": {u["name"]: iam.list_access_keys(UserName=u["name"])["AccessKeyMetadata"]
+                    for u in self.deployment.settings["users"]},
+            "secrets": {
+                user: self.emulator.client("secretsmanager").list_secret_version_ids(SecretId=arn)["Versions"]
+                for user, arn in self.deployment.secrets.items()
+            },
+            "executions": [sfn.describe_execution(executionArn=arn) for arn in self.executions],
+            "servers": {s.instance_id: {"name": s.name, "group": s.group, "root": str(s.root),
+                                        "online": s.online, "faults": vars(s.faults)}
+                        for s in self.fleet.servers.values()},
+            "deployment": {k: v for k, v in vars(self.deployment).items() if k not in ("physical",)},
+        }
+        path.write_text(json.dumps(state, indent=2, default=str))
+
+
+def _json(text: str | None) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
+
+
+def _user_from_input(description: dict[str, Any]) -> str:
+    data = _json(description.get("input")) or {}
+    return str(data.get("user", "")) if isinstance(data, dict) else ""
+
+
+def _final_state(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last state data the execution produced (what `notify` received, or the final output)."""
+    for event in reversed(events):
+        for key in ("stateExitedEventDetails", "stateEnteredEventDetails", "executionSucceededEventDetails"):
+            details = event.get(key)
+            if details:
+                data = _json(details.get("output") or details.get("input"))
+                if isinstance(data, dict):
+                    return data
+    return {}
+
+
+def _marker(output: str) -> dict[str, Any]:
+    for line in output.splitlines():
+        if line.startswith(MARKER + " "):
+            data = _json(line[len(MARKER) + 1:])
+            if isinstance(data, dict):
+                return data
+    return {}
