@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -89,6 +90,12 @@ def leak_watch(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[st
         original_handle(self, record)
 
     monkeypatch.setattr(logging.Logger, "handle", recording_handle)
+    # Powertools bound its handler to the sys.stdout of the first test; follow pytest's capture instead.
+    from handlers._common import logger
+
+    handler = logger.registered_handler
+    if isinstance(handler, logging.StreamHandler):
+        monkeypatch.setattr(handler, "stream", sys.stdout)
 
     for step in STEPS:
         module = importlib.import_module(f"handlers.{step}")
@@ -132,7 +139,7 @@ class Server:
     instance_id: str
     tags: dict[str, str]
     ping: str = "Online"
-    behaviour: str = "ok"  # ok | fail | no_marker | pending | wrong_key
+    behaviour: str = "ok"  # ok | fail | fail_verify | no_marker | pending | wrong_key
     key_id: str | None = None  # the access key id in its credentials file
 
 
@@ -190,7 +197,7 @@ class FakeSsm:
     def _run(self, server: Server, params: dict[str, str]) -> dict[str, Any]:
         if server.ping != "Online" or server.behaviour == "pending":
             return {"Status": "InProgress", "StatusDetails": "InProgress", "Output": ""}
-        if server.behaviour == "fail":
+        if server.behaviour == "fail" or (server.behaviour == "fail_verify" and params["Action"] == "verify"):
             line = {"status": "error", "action": params["Action"], "error": "write_failed",
                     "message": f"cannot write {params['CredentialsFile']}"}
             return {"Status": "Failed", "StatusDetails": "Failed", "Output": "KEYROTATION_RESULT " + json.dumps(line)}
@@ -198,7 +205,7 @@ class FakeSsm:
             return {"Status": "Success", "StatusDetails": "Success", "Output": "credentials updated\n"}
         value = json.loads(boto3.client("secretsmanager").get_secret_value(
             SecretId=params["SecretId"], VersionStage="AWSCURRENT")["SecretString"])
-        key_id = value["aws_access_key_id"] if server.behaviour == "ok" else "AKIAWRONGWRONGWRONG0"
+        key_id = value["aws_access_key_id"] if server.behaviour != "wrong_key" else "AKIAWRONGWRONGWRONG0"
         server.key_id = key_id
         line = {"status": "ok", "action": params["Action"], "profile": params["Profile"],
                 "file": params["CredentialsFile"], "access_key_id": key_id,
@@ -386,6 +393,16 @@ def drive(world: World, *, user: str = "svc-web", mode: str = "standard", crash_
     state: dict[str, Any] = {"input": {"user": user, "mode": mode, **extra}, "execution_id": execution_id}
     run = Run(execution_id, state, [])
     order = EMERGENCY if mode == "emergency" else STANDARD
+    try:
+        return _drive(world, run, order, crash_after, repeat_each)
+    except BaseException:
+        world.running.discard(execution_id)  # the Lambda (simulated) died: so did the execution
+        raise
+
+
+def _drive(world: World, run: Run, order: tuple[str, ...], crash_after: int | None, repeat_each: bool) -> Run:
+    state = run.state
+    execution_id = run.execution_id
     try:
         state["rotation"] = _call(run, "prepare", state, repeat_each)
         if _crashed(world, run, crash_after):
