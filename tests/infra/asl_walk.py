@@ -108,17 +108,26 @@ def walk(
         following: str | None = spec.get("Next")
         if kind == "Task":
             step = step_of(spec["Resource"])
-            payload = (copy.deepcopy(_parameters(spec["Parameters"], result.state, context))
-                       if "Parameters" in spec else copy.deepcopy(result.state))
+            payload = (
+                copy.deepcopy(_parameters(spec["Parameters"], result.state, context))
+                if "Parameters" in spec
+                else copy.deepcopy(result.state)
+            )
             result.tasks.append(step)
             result.task_inputs.append((step, payload))
             try:
                 output = run(step, payload)
             except StepFailed as failure:
-                catch = next(c for c in spec.get("Catch", [])
-                             if failure.error in c["ErrorEquals"] or "States.ALL" in c["ErrorEquals"])
-                result.state = _set(result.state, catch.get("ResultPath", "$"),
-                                    {"Error": failure.error, "Cause": f"{failure.error} (test)"})
+                catch = next(
+                    c
+                    for c in spec.get("Catch", [])
+                    if failure.error in c["ErrorEquals"] or "States.ALL" in c["ErrorEquals"]
+                )
+                result.state = _set(
+                    result.state,
+                    catch.get("ResultPath", "$"),
+                    {"Error": failure.error, "Cause": f"{failure.error} (test)"},
+                )
                 following = catch["Next"]
             else:
                 result.state = _set(result.state, spec.get("ResultPath", "$"), output)
@@ -126,8 +135,9 @@ def walk(
             value = _parameters(spec["Parameters"], result.state, context) if "Parameters" in spec else {}
             result.state = _set(result.state, spec.get("ResultPath", "$"), value)
         elif kind == "Choice":
-            following = next((rule["Next"] for rule in spec["Choices"] if _rule(rule, result.state)),
-                             spec.get("Default"))
+            following = next(
+                (rule["Next"] for rule in spec["Choices"] if _rule(rule, result.state)), spec.get("Default")
+            )
             assert following is not None, f"Choice {name} has no matching rule and no Default"
         elif kind in ("Succeed", "Fail"):
             result.status = "SUCCEEDED" if kind == "Succeed" else "FAILED"

@@ -62,15 +62,21 @@ def synthesize(outdir: Path, fallback_outdir: Path) -> Synth:
     template_dir = outdir
     nag_failure: str | None = None
     try:
-        cdk_app.build_app(SETTINGS, context=cdk_context(), outdir=str(outdir),
-                          builtin_validation=False).synth()
+        cdk_app.build_app(
+            SETTINGS, context=cdk_context(), outdir=str(outdir), builtin_validation=False
+        ).synth()
     except RuntimeError as exc:  # jsii raises RuntimeError("ValidationFailed: …")
         if "ValidationFailed" not in str(exc):
             raise
         nag_failure = str(exc)
         template_dir = fallback_outdir
-        cdk_app.build_app(SETTINGS, context=cdk_context(), outdir=str(fallback_outdir), checks=False,
-                          builtin_validation=False).synth()
+        cdk_app.build_app(
+            SETTINGS,
+            context=cdk_context(),
+            outdir=str(fallback_outdir),
+            checks=False,
+            builtin_validation=False,
+        ).synth()
     report_path = outdir / "validation-report.json"
     template_path = template_dir / f"{cdk_app.STACK_ID}.template.json"
     return Synth(
@@ -84,17 +90,23 @@ def synthesize(outdir: Path, fallback_outdir: Path) -> Synth:
 
 def step_resolver(template: dict[str, Any]) -> Any:
     """Maps a rendered Task Resource (placeholder Lambda ARN) to the step its function runs."""
+
     def step_of(resource: str) -> str:
         logical_id = resource.rsplit(":", 1)[-1]
         handler: str = template["Resources"][logical_id]["Properties"]["Handler"]
         module, _, function = handler.rpartition(".")
         assert function == "handler" and module.startswith("handlers."), handler
         return module.removeprefix("handlers.")
+
     return step_of
 
 
-PSEUDO = {"AWS::Partition": "${AWS::Partition}", "AWS::AccountId": "${AWS::AccountId}",
-          "AWS::Region": "${AWS::Region}", "AWS::URLSuffix": "${AWS::URLSuffix}"}
+PSEUDO = {
+    "AWS::Partition": "${AWS::Partition}",
+    "AWS::AccountId": "${AWS::AccountId}",
+    "AWS::Region": "${AWS::Region}",
+    "AWS::URLSuffix": "${AWS::URLSuffix}",
+}
 
 
 def render(value: Any) -> str:
@@ -129,8 +141,10 @@ def grants(template: dict[str, Any]) -> list[Grant]:
     found = []
     for resource in template["Resources"].values():
         if resource["Type"] == "AWS::IAM::Policy":
-            documents = [(role["Ref"], resource["Properties"]["PolicyDocument"])
-                         for role in resource["Properties"].get("Roles", [])]
+            documents = [
+                (role["Ref"], resource["Properties"]["PolicyDocument"])
+                for role in resource["Properties"].get("Roles", [])
+            ]
         elif resource["Type"] == "AWS::IAM::Role":
             documents = []  # inline policies of roles are not used by this stack (checked below)
             assert "Policies" not in resource["Properties"]
@@ -140,12 +154,14 @@ def grants(template: dict[str, Any]) -> list[Grant]:
             for statement in document["Statement"]:
                 if statement["Effect"] != "Allow":
                     continue
-                found.append(Grant(
-                    role=role,
-                    actions=tuple(as_list(statement["Action"])),
-                    resources=tuple(render(item) for item in as_list(statement["Resource"])),
-                    conditions=statement.get("Condition", {}),
-                ))
+                found.append(
+                    Grant(
+                        role=role,
+                        actions=tuple(as_list(statement["Action"])),
+                        resources=tuple(render(item) for item in as_list(statement["Resource"])),
+                        conditions=statement.get("Condition", {}),
+                    )
+                )
     return found
 
 

@@ -27,7 +27,9 @@ def test_key_actions_are_only_allowed_on_users_under_the_managed_path(synth: Syn
 
 def test_only_create_key_creates_keys_and_no_role_gets_iam_wildcards(synth: Synth) -> None:
     roles = step_roles(synth.template)
-    creators = {grant.role for grant in grants(synth.template) if _allows(grant.actions, "iam:CreateAccessKey")}
+    creators = {
+        grant.role for grant in grants(synth.template) if _allows(grant.actions, "iam:CreateAccessKey")
+    }
     assert creators == {roles["create_key"]}
     for grant in grants(synth.template):
         assert not any(action in ("*", "iam:*") or action.endswith(":*") for action in grant.actions), grant
@@ -51,11 +53,23 @@ def test_send_command_only_with_our_document_on_managed_instances(synth: Synth) 
 
 def test_wildcard_resources_only_for_actions_iam_cannot_scope(synth: Synth) -> None:
     # X-Ray, log delivery and these reads have no resource-level permissions; everything else is scoped.
-    unscopable = {"ssm:DescribeInstanceInformation", "ssm:ListCommandInvocations", "iam:ListUsers",
-                  "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules",
-                  "xray:GetSamplingTargets", "logs:CreateLogDelivery", "logs:GetLogDelivery",
-                  "logs:UpdateLogDelivery", "logs:DeleteLogDelivery", "logs:ListLogDeliveries",
-                  "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups"}
+    unscopable = {
+        "ssm:DescribeInstanceInformation",
+        "ssm:ListCommandInvocations",
+        "iam:ListUsers",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "xray:GetSamplingRules",
+        "xray:GetSamplingTargets",
+        "logs:CreateLogDelivery",
+        "logs:GetLogDelivery",
+        "logs:UpdateLogDelivery",
+        "logs:DeleteLogDelivery",
+        "logs:ListLogDeliveries",
+        "logs:PutResourcePolicy",
+        "logs:DescribeResourcePolicies",
+        "logs:DescribeLogGroups",
+    }
     for grant in grants(synth.template):
         if "*" in grant.resources:
             assert set(grant.actions) <= unscopable, grant
@@ -64,7 +78,10 @@ def test_wildcard_resources_only_for_actions_iam_cannot_scope(synth: Synth) -> N
 def test_secrets_are_only_reachable_under_the_secret_prefix(synth: Synth) -> None:
     secrets = synth.of_type("AWS::SecretsManager::Secret")
     assert {s["Properties"]["Name"] for s in secrets.values()} == {
-        "keyrotation/svc-web", "keyrotation/svc-web-reports", "keyrotation/svc-db"}
+        "keyrotation/svc-web",
+        "keyrotation/svc-web-reports",
+        "keyrotation/svc-db",
+    }
     for grant in grants(synth.template):
         if any(action.startswith("secretsmanager:") for action in grant.actions):
             for resource in grant.resources:
@@ -80,14 +97,20 @@ def test_secrets_key_is_used_only_through_secrets_manager(synth: Synth) -> None:
 
 
 def _readable_secrets(synth: Synth, role: str) -> set[str]:
-    return {resource.removeprefix("${Ref:").removesuffix("}")
-            for grant in grants(synth.template) if grant.role == role
-            and _allows(grant.actions, "secretsmanager:GetSecretValue") for resource in grant.resources}
+    return {
+        resource.removeprefix("${Ref:").removesuffix("}")
+        for grant in grants(synth.template)
+        if grant.role == role and _allows(grant.actions, "secretsmanager:GetSecretValue")
+        for resource in grant.resources
+    }
 
 
 def _secret_of(synth: Synth, name: str) -> str:
-    (logical_id,) = [lid for lid, s in synth.of_type("AWS::SecretsManager::Secret").items()
-                     if s["Properties"]["Name"] == f"keyrotation/{name}"]
+    (logical_id,) = [
+        lid
+        for lid, s in synth.of_type("AWS::SecretsManager::Secret").items()
+        if s["Properties"]["Name"] == f"keyrotation/{name}"
+    ]
     return logical_id
 
 
@@ -98,14 +121,19 @@ def _group_role(synth: Synth, group: str) -> str:
 
 def test_a_server_group_role_reads_only_its_own_users_secrets(synth: Synth) -> None:
     web, db = _group_role(synth, "web"), _group_role(synth, "db")
-    assert _readable_secrets(synth, web) == {_secret_of(synth, "svc-web"), _secret_of(synth, "svc-web-reports")}
+    assert _readable_secrets(synth, web) == {
+        _secret_of(synth, "svc-web"),
+        _secret_of(synth, "svc-web-reports"),
+    }
     assert _readable_secrets(synth, db) == {_secret_of(synth, "svc-db")}
 
 
 def test_each_secret_denies_reading_to_everyone_but_its_servers_and_the_reading_steps(synth: Synth) -> None:
     roles = step_roles(synth.template)
-    policies = {render(p["Properties"]["SecretId"]): p["Properties"]["ResourcePolicy"]
-                for p in synth.of_type("AWS::SecretsManager::ResourcePolicy").values()}
+    policies = {
+        render(p["Properties"]["SecretId"]): p["Properties"]["ResourcePolicy"]
+        for p in synth.of_type("AWS::SecretsManager::ResourcePolicy").values()
+    }
     for user, group, other in (("svc-web", "web", "db"), ("svc-db", "db", "web")):
         (statement,) = policies["${Ref:" + _secret_of(synth, user) + "}"]["Statement"]
         assert statement["Effect"] == "Deny" and statement["Action"] == "secretsmanager:GetSecretValue"
@@ -123,7 +151,8 @@ def test_hybrid_activation_roles_trust_only_ssm_of_this_account(synth: Synth) ->
         assert statement["Principal"] == {"Service": "ssm.amazonaws.com"}
         assert render(statement["Condition"]["StringEquals"]["aws:SourceAccount"]) == "${AWS::AccountId}"
         assert render(statement["Condition"]["ArnLike"]["aws:SourceArn"]) == (
-            "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:*")
+            "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:*"
+        )
         managed = [render(arn) for arn in role["ManagedPolicyArns"]]
         assert managed == ["arn:${AWS::Partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"]
 
@@ -134,9 +163,17 @@ def test_activation_role_names_are_outputs(synth: Synth) -> None:
 
 
 def test_lock_owner_checks_only_read_rotation_executions(synth: Synth) -> None:
-    (machine,) = [lid for lid in synth.of_type("AWS::StepFunctions::StateMachine")
-                  if lid.startswith("WorkflowsRotation")]
-    describe = [grant for grant in grants(synth.template) if grant.role == step_roles(synth.template)["prepare"]
-                and "states:DescribeExecution" in grant.actions]
+    (machine,) = [
+        lid
+        for lid in synth.of_type("AWS::StepFunctions::StateMachine")
+        if lid.startswith("WorkflowsRotation")
+    ]
+    describe = [
+        grant
+        for grant in grants(synth.template)
+        if grant.role == step_roles(synth.template)["prepare"] and "states:DescribeExecution" in grant.actions
+    ]
     assert describe and all(g.actions == ("states:DescribeExecution",) for g in describe)
-    assert all(machine in resource and ":execution:" in resource for g in describe for resource in g.resources)
+    assert all(
+        machine in resource and ":execution:" in resource for g in describe for resource in g.resources
+    )

@@ -11,15 +11,27 @@ from infra_synth import Synth, step_resolver
 from infra.constructs.steps import STEPS
 
 ROTATION_STEPS = [step for step in STEPS if step != "select_due"]
-WAITS = {"verify_interval_seconds": 5, "poll_seconds": 30, "max_polls": 3, "observe_seconds": 1800,
-         "grace_seconds": 86400}
+WAITS = {
+    "verify_interval_seconds": 5,
+    "poll_seconds": 30,
+    "max_polls": 3,
+    "observe_seconds": 1800,
+    "grace_seconds": 86400,
+}
 
 
 class FakeEngine:
     """Returns what the real steps return (the `rotation` object), from a script of a few knobs."""
 
-    def __init__(self, *, mode: str = "standard", resume_from: str = "create_key", polls_until_done: int = 1,
-                 fail: dict[str, str] | None = None, drop: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        mode: str = "standard",
+        resume_from: str = "create_key",
+        polls_until_done: int = 1,
+        fail: dict[str, str] | None = None,
+        drop: str | None = None,
+    ) -> None:
         self.mode, self.resume_from, self.polls_until_done = mode, resume_from, polls_until_done
         self.fail = fail or {}
         self.drop = drop
@@ -29,15 +41,21 @@ class FakeEngine:
         if step in self.fail:
             raise StepFailed(self.fail[step])
         if step == "prepare":
-            rotation = {"user": payload["input"]["user"], "mode": self.mode, "resume_from": self.resume_from,
-                        "execution_id": payload["execution_id"], "waits": dict(WAITS)}
+            rotation = {
+                "user": payload["input"]["user"],
+                "mode": self.mode,
+                "resume_from": self.resume_from,
+                "execution_id": payload["execution_id"],
+                "waits": dict(WAITS),
+            }
         else:
             rotation = dict(payload.get("rotation", {}))
         if step == "distribute":
             self.distributions += 1
             deactivated_first = rotation["mode"] == "emergency"
-            rotation.update(polls=0, action="verify" if self.distributions > 1 and not deactivated_first
-                            else "rotate")
+            rotation.update(
+                polls=0, action="verify" if self.distributions > 1 and not deactivated_first else "rotate"
+            )
         if step == "check_distribution":
             rotation["polls"] += 1
             rotation["distribution"] = {"done": rotation["polls"] >= self.polls_until_done}
@@ -56,11 +74,20 @@ def test_standard_rotation_runs_the_steps_in_the_documented_order(synth: Synth) 
     result = run(synth, FakeEngine(polls_until_done=2))
     # THEN the steps run in the order of design.md §2 and the execution succeeds
     assert result.tasks == [
-        "prepare", "create_key", "verify_key", "promote",
-        "distribute", "check_distribution", "check_distribution",
-        "check_usage", "deactivate",
-        "distribute", "check_distribution", "check_distribution",
-        "delete", "notify",
+        "prepare",
+        "create_key",
+        "verify_key",
+        "promote",
+        "distribute",
+        "check_distribution",
+        "check_distribution",
+        "check_usage",
+        "deactivate",
+        "distribute",
+        "check_distribution",
+        "check_distribution",
+        "delete",
+        "notify",
     ]
     waits = [name for name in result.visited if name.startswith("wait_")]
     assert waits == ["wait_poll", "wait_poll", "wait_observe", "wait_grace", "wait_poll", "wait_poll"]
@@ -81,8 +108,17 @@ def test_prepare_gets_the_execution_input_and_id_and_other_steps_the_whole_state
 
 def test_emergency_deactivates_before_distribution_and_deletes_once_the_fleet_confirms(synth: Synth) -> None:
     result = run(synth, FakeEngine(mode="emergency"))
-    assert result.tasks == ["prepare", "create_key", "verify_key", "promote", "deactivate", "distribute",
-                            "check_distribution", "delete", "notify"]
+    assert result.tasks == [
+        "prepare",
+        "create_key",
+        "verify_key",
+        "promote",
+        "deactivate",
+        "distribute",
+        "check_distribution",
+        "delete",
+        "notify",
+    ]
     assert "wait_observe" not in result.visited and "wait_grace" not in result.visited
     assert result.status == "SUCCEEDED"
 
@@ -95,9 +131,16 @@ def test_dry_run_only_prepares_and_reports(synth: Synth) -> None:
 
 @pytest.mark.parametrize(
     ("resume_from", "first_after_prepare"),
-    [("create_key", "create_key"), ("verify_key", "verify_key"), ("promote", "promote"),
-     ("distribute", "distribute"), ("check_usage", "wait_observe"), ("deactivate", "deactivate"),
-     ("delete", "delete"), ("done", "notify")],
+    [
+        ("create_key", "create_key"),
+        ("verify_key", "verify_key"),
+        ("promote", "promote"),
+        ("distribute", "distribute"),
+        ("check_usage", "wait_observe"),
+        ("deactivate", "deactivate"),
+        ("delete", "delete"),
+        ("done", "notify"),
+    ],
 )
 def test_resume_from_starts_at_the_named_step(
     synth: Synth, resume_from: str, first_after_prepare: str

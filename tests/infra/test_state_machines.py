@@ -31,8 +31,9 @@ def test_definitions_pass_asl_validator(synth: Synth, tmp_path: Path) -> None:
         path.write_text(json.dumps(definition), encoding="utf-8")
         paths += ["--json-path", str(path)]
     assert len(paths) == 4
-    result = subprocess.run([str(ASL_VALIDATOR), *paths], capture_output=True, text=True, timeout=60,
-                            check=False)
+    result = subprocess.run(
+        [str(ASL_VALIDATOR), *paths], capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -49,8 +50,11 @@ def test_every_task_has_retry_and_catch(synth: Synth, machine: str) -> None:
 
 def test_domain_tasks_catch_to_the_one_failure_path(synth: Synth) -> None:
     definition = synth.machine("WorkflowsRotation")
-    targets = {state["Catch"][0]["Next"] for name, state in definition["States"].items()
-               if state["Type"] == "Task" and name not in ("rollback", "notify")}
+    targets = {
+        state["Catch"][0]["Next"]
+        for name, state in definition["States"].items()
+        if state["Type"] == "Task" and name not in ("rollback", "notify")
+    }
     assert targets == {"rollback"}
     assert definition["States"]["rollback"]["Next"] == "notify"
     assert definition["States"]["rollback"]["Catch"][0]["Next"] == "notify"
@@ -66,8 +70,11 @@ def test_verify_key_retries_new_key_not_yet_valid_for_about_two_minutes(synth: S
 
 
 def test_waits_come_from_the_resolved_waits_so_an_execution_can_shorten_them(synth: Synth) -> None:
-    waits = {name: state for name, state in synth.machine("WorkflowsRotation")["States"].items()
-             if state["Type"] == "Wait"}
+    waits = {
+        name: state
+        for name, state in synth.machine("WorkflowsRotation")["States"].items()
+        if state["Type"] == "Wait"
+    }
     assert {name: state.get("SecondsPath") for name, state in waits.items()} == {
         "wait_poll": "$.rotation.waits.poll_seconds",
         "wait_observe": "$.rotation.waits.observe_seconds",
@@ -83,8 +90,11 @@ def test_every_step_result_goes_to_rotation(synth: Synth) -> None:
 
 @pytest.mark.parametrize("prefix", ["WorkflowsRotation", "WorkflowsScheduled"])
 def test_standard_logged_and_traced_without_execution_data(synth: Synth, prefix: str) -> None:
-    (properties,) = [r["Properties"] for lid, r in synth.of_type("AWS::StepFunctions::StateMachine").items()
-                     if lid.startswith(prefix)]
+    (properties,) = [
+        r["Properties"]
+        for lid, r in synth.of_type("AWS::StepFunctions::StateMachine").items()
+        if lid.startswith(prefix)
+    ]
     assert properties["StateMachineType"] == "STANDARD"
     assert properties["LoggingConfiguration"]["Level"] == "ALL"
     assert properties["LoggingConfiguration"]["IncludeExecutionData"] is False
@@ -99,8 +109,11 @@ def test_scheduled_machine_rotates_due_users_with_bounded_concurrency(synth: Syn
     assert rotate["MaxConcurrency"] == synth.config.settings.schedule.max_parallel_users == 7
     start = rotate["ItemProcessor"]["States"]["start_rotation"]
     assert start["Resource"].endswith(":states:::states:startExecution.sync:2")
-    (rotation_id,) = [lid for lid in synth.of_type("AWS::StepFunctions::StateMachine")
-                      if lid.startswith("WorkflowsRotation")]
+    (rotation_id,) = [
+        lid
+        for lid in synth.of_type("AWS::StepFunctions::StateMachine")
+        if lid.startswith("WorkflowsRotation")
+    ]
     assert start["Parameters"]["StateMachineArn"].endswith(f":stateMachine:{rotation_id}")
     assert start["Parameters"]["Input"] == {"user.$": "$.user", "mode": "standard"}
     # Named after the user and the scheduled run's start (date and time), so operators can find it.
@@ -112,8 +125,11 @@ def test_scheduled_machine_rotates_due_users_with_bounded_concurrency(synth: Syn
 
 
 def test_definitions_reference_the_step_functions_of_this_stack(synth: Synth) -> None:
-    (properties,) = [r["Properties"] for lid, r in synth.of_type("AWS::StepFunctions::StateMachine").items()
-                     if lid.startswith("WorkflowsRotation")]
+    (properties,) = [
+        r["Properties"]
+        for lid, r in synth.of_type("AWS::StepFunctions::StateMachine").items()
+        if lid.startswith("WorkflowsRotation")
+    ]
     text = render(properties["DefinitionString"])
     functions = synth.of_type("AWS::Lambda::Function")
     referenced = {lid for lid in functions if "${" + lid + ".Arn}" in text}

@@ -1,0 +1,201 @@
+"""The rest of the stack as an operator relies on it: window, document, Lambdas, lock, alerts, outputs."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from infra_synth import ROOT, Synth, render
+
+from app import powertools_version
+from infra.constructs.steps import STEPS
+from ssm_documents.render import render_document
+
+# Secret material as it would appear in a template: an access key id or the names of the secret's fields.
+SECRET_MATERIAL = re.compile(r"(AKIA|ASIA)[A-Z0-9]{16}|aws_secret_access_key|SecretAccessKey", re.IGNORECASE)
+
+
+def _one(synth: Synth, kind: str) -> dict:
+    (resource,) = synth.of_type(kind).values()
+    return resource["Properties"]
+
+
+def test_template_passes_cfn_lint(synth: Synth) -> None:
+    template = synth.outdir / "IamKeyRotation.template.json"
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    result = subprocess.run(
+        [str(cfn_lint), "--format", "json", str(template)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    findings = json.loads(result.stdout)
+    errors = [f"{f['Rule']['Id']} {f['Message']}" for f in findings if f["Level"] == "Error"]
+    assert errors == []
+    assert result.returncode & 2 == 0, result.stderr  # cfn-lint's exit code bit for errors
+
+
+def test_maintenance_window_follows_the_schedule_settings(synth: Synth) -> None:
+    schedule = synth.config.settings.schedule
+    window = _one(synth, "AWS::SSM::MaintenanceWindow")
+    assert (
+        (window["Schedule"], window["ScheduleTimezone"], window["Duration"], window["Cutoff"])
+        == ("cron(30 2 ? * SAT *)", "Europe/Berlin", 5, 2)
+        == (schedule.expression, schedule.timezone, schedule.duration_hours, schedule.cutoff_hours)
+    )
+    assert window["AllowUnassociatedTargets"] is True
+
+
+def test_window_task_starts_the_scheduled_machine_without_a_fixed_execution_name(synth: Synth) -> None:
+    task = _one(synth, "AWS::SSM::MaintenanceWindowTask")
+    (scheduled,) = [
+        lid
+        for lid in synth.of_type("AWS::StepFunctions::StateMachine")
+        if lid.startswith("WorkflowsScheduled")
+    ]
+    assert task["TaskType"] == "STEP_FUNCTIONS"
+    assert task["TaskArn"] == {"Ref": scheduled}
+    parameters = task["TaskInvocationParameters"]["MaintenanceWindowStepFunctionsParameters"]
+    assert "Name" not in parameters
+    assert json.loads(parameters["Input"])["trigger"] == "maintenance-window"
+    # The window's own role may start that machine and follow its executions, nothing else.
+    role = render(task["ServiceRoleArn"]).removeprefix("${").removesuffix(".Arn}")
+    statements = [
+        s
+        for p in synth.of_type("AWS::IAM::Policy").values()
+        if {"Ref": role} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    actions = {
+        a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert actions == {"states:StartExecution", "states:DescribeExecution", "states:StopExecution"}
+    start = [s for s in statements if s["Action"] == "states:StartExecution"]
+    assert [render(s["Resource"]) for s in start] == ["${Ref:" + scheduled + "}"]
+
+
+def test_document_is_the_rendered_command_document(synth: Synth) -> None:
+    document = _one(synth, "AWS::SSM::Document")
+    assert document["DocumentType"] == "Command"
+    assert document["Content"] == render_document()
+
+
+def test_lambdas_run_their_step_with_the_contract_environment(synth: Synth) -> None:
+    functions = synth.of_type("AWS::Lambda::Function").values()
+    assert sorted(f["Properties"]["Handler"] for f in functions) == sorted(
+        f"handlers.{s}.handler" for s in STEPS
+    )
+    (table,) = synth.of_type("AWS::DynamoDB::Table")
+    (document,) = synth.of_type("AWS::SSM::Document")
+    (topic,) = synth.of_type("AWS::SNS::Topic")
+    for function in functions:
+        properties = function["Properties"]
+        assert properties["Runtime"] == "python3.12"
+        assert properties["TracingConfig"] == {"Mode": "Active"}
+        assert properties["Environment"]["Variables"] == {
+            "SETTINGS_PATH": "settings.json",
+            "LOCK_TABLE": {"Ref": table},
+            "DOCUMENT_NAME": {"Ref": document},
+            "TOPIC_ARN": {"Ref": topic},
+            "POWERTOOLS_SERVICE_NAME": "keyrotation",
+        }
+        assert properties["Layers"] == [{"Ref": "PowertoolsLayerArn"}]
+
+
+def test_powertools_layer_is_the_release_pinned_for_the_lambdas(synth: Synth) -> None:
+    parameter = synth.template["Parameters"]["PowertoolsLayerArn"]
+    assert parameter["Type"] == "AWS::SSM::Parameter::Value<String>"
+    assert parameter["Default"] == f"/aws/service/powertools/python/x86_64/python3.12/{powertools_version()}"
+    assert powertools_version() in (ROOT / "requirements" / "lambda.txt").read_text(encoding="utf-8")
+
+
+def test_lambda_asset_is_the_lambdas_tree_with_the_validated_settings(synth: Synth) -> None:
+    (function,) = [
+        f
+        for f in synth.of_type("AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"] == "handlers.prepare.handler"
+    ]
+    assert function["Properties"]["Code"]["S3Key"].endswith(".zip")
+    asset = synth.outdir / ("asset." + function["Properties"]["Code"]["S3Key"].removesuffix(".zip"))
+    settings = json.loads((asset / "settings.json").read_text(encoding="utf-8"))
+    assert settings == synth.config.settings.to_dict()
+    assert (asset / "rotation" / "settings.py").is_file() and (asset / "handlers").is_dir()
+    assert not list(asset.rglob("__pycache__"))
+
+
+def test_lock_table_is_keyed_by_user_on_demand_encrypted_and_recoverable(synth: Synth) -> None:
+    table = _one(synth, "AWS::DynamoDB::Table")
+    assert table["KeySchema"] == [{"AttributeName": "user", "KeyType": "HASH"}]
+    assert table["AttributeDefinitions"] == [{"AttributeName": "user", "AttributeType": "S"}]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["SSESpecification"]["SSEEnabled"] is True
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
+def test_secrets_are_encrypted_with_a_rotating_customer_key_and_hold_no_key_yet(synth: Synth) -> None:
+    keys = synth.of_type("AWS::KMS::Key")
+    assert keys and all(k["Properties"]["EnableKeyRotation"] is True for k in keys.values())
+    for secret in synth.of_type("AWS::SecretsManager::Secret").values():
+        properties = secret["Properties"]
+        assert properties["KmsKeyId"]["Fn::GetAtt"][0] in keys
+        assert "GenerateSecretString" not in properties
+        placeholder = json.loads(properties["SecretString"])
+        assert set(placeholder) == {"user"}
+
+
+@pytest.mark.parametrize("section", ["Outputs", "Parameters"])
+def test_no_output_or_parameter_carries_secret_material(synth: Synth, section: str) -> None:
+    secrets = set(synth.of_type("AWS::SecretsManager::Secret"))
+    for name, entry in synth.template.get(section, {}).items():
+        text = json.dumps(entry)
+        assert not SECRET_MATERIAL.search(text), name
+        # Nothing refers to a secret (its ARN, name or value) either.
+        assert not any(secret in text for secret in secrets), name
+        assert "resolve:secretsmanager" not in text, name
+
+
+def test_lambda_environments_carry_no_secret_material(synth: Synth) -> None:
+    for function in synth.of_type("AWS::Lambda::Function").values():
+        text = json.dumps(function["Properties"]["Environment"])
+        assert not SECRET_MATERIAL.search(text) and "resolve:secretsmanager" not in text
+
+
+def test_alert_topic_is_encrypted_and_refuses_plain_http(synth: Synth) -> None:
+    topic = _one(synth, "AWS::SNS::Topic")
+    assert "KmsMasterKeyId" in topic
+    policy = _one(synth, "AWS::SNS::TopicPolicy")["PolicyDocument"]["Statement"]
+    assert any(
+        s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in policy
+    )
+    subscription = _one(synth, "AWS::SNS::Subscription")
+    assert (subscription["Protocol"], subscription["Endpoint"]) == ("email", "ops@example.com")
+
+
+def test_failed_timed_out_or_aborted_executions_of_both_machines_alert(synth: Synth) -> None:
+    rule = _one(synth, "AWS::Events::Rule")
+    pattern = rule["EventPattern"]
+    assert pattern["source"] == ["aws.states"]
+    assert sorted(pattern["detail"]["status"]) == ["ABORTED", "FAILED", "TIMED_OUT"]
+    assert sorted(m["Ref"] for m in pattern["detail"]["stateMachineArn"]) == sorted(
+        synth.of_type("AWS::StepFunctions::StateMachine")
+    )
+    (target,) = rule["Targets"]
+    (topic,) = synth.of_type("AWS::SNS::Topic")
+    assert target["Arn"] == {"Ref": topic}
+    # Only identifiers are forwarded, never the execution's input or output.
+    forwarded = json.dumps(target["InputTransformer"]["InputPathsMap"])
+    assert "$.detail.input" not in forwarded and "$.detail.output" not in forwarded
+
+
+def test_every_step_has_an_error_alarm_to_the_topic(synth: Synth) -> None:
+    (topic,) = synth.of_type("AWS::SNS::Topic")
+    alarms = synth.of_type("AWS::CloudWatch::Alarm").values()
+    watched = {a["Properties"]["Dimensions"][0]["Value"]["Ref"] for a in alarms}
+    assert watched == set(synth.of_type("AWS::Lambda::Function"))
+    assert all(a["Properties"]["AlarmActions"] == [{"Ref": topic}] for a in alarms)
+    assert all(a["Properties"]["MetricName"] == "Errors" for a in alarms)
