@@ -1,10 +1,10 @@
 """The two state machines: the per-user rotation (docs/design.md §2) and the scheduled run over due users.
 
 State names are the step names wherever a state runs a step, so the console reads like the design.
-Conventions: the execution input stays at the root of the state; `prepare` gets
-`{"input": <execution input>, "execution_id": $$.Execution.Id}`; every other step gets the whole state;
-every step's result (the `rotation` object) goes to `$.rotation`; a caught error goes to `$.error`
-(`{"Error": <class name>, "Cause": …}`), which `rollback` and `notify` read.
+Conventions (rotation machine): the first state, `start`, shapes the state as
+`{"input": <execution input>, "execution_id": $$.Execution.Id}` — exactly what `prepare` takes; every step
+gets the whole state; every step's result (the `rotation` object) goes to `$.rotation`; a caught error goes
+to `$.error` (`{"Error": <class name>, "Cause": …}`), which `rollback` and `notify` read next to `input`.
 """
 
 from __future__ import annotations
@@ -131,15 +131,13 @@ class RotationWorkflows(Construct):
                               removal_policy=RemovalPolicy.DESTROY)
         return sfn.LogOptions(destination=group, level=sfn.LogLevel.ALL, include_execution_data=False)
 
-    def _step(self, step: str, *, state_name: str | None = None,
-              payload: sfn.TaskInput | None = None) -> tasks.LambdaInvoke:
+    def _step(self, step: str) -> tasks.LambdaInvoke:
         self._invoked.add(step)
         task = tasks.LambdaInvoke(
             self,
-            state_name or step,
-            state_name=state_name or step,
+            step,
+            state_name=step,
             lambda_function=self._functions[step],
-            payload=payload,
             payload_response_only=True,
             retry_on_service_exceptions=False,
             result_path="$.rotation",
@@ -166,12 +164,13 @@ class RotationWorkflows(Construct):
         # A rollback that fails still reports; `$.error` keeps the original failure.
         rollback.add_catch(notify, errors=["States.ALL"], result_path="$.rollback_error")
 
-        prepare = self._step(
-            "prepare",
-            payload=sfn.TaskInput.from_object(
-                {"input": sfn.JsonPath.entire_payload, "execution_id": sfn.JsonPath.execution_id}
-            ),
+        start = sfn.Pass(
+            self,
+            "start",
+            state_name="start",
+            parameters={"input": sfn.JsonPath.entire_payload, "execution_id": sfn.JsonPath.execution_id},
         )
+        prepare = self._step("prepare")
         create_key = self._step("create_key")
         verify_key = self._step("verify_key")
         verify_key.add_retry(
@@ -286,6 +285,7 @@ class RotationWorkflows(Construct):
                        states_by_name[state_name])
         route.otherwise(unexpected_state)
 
+        start.next(prepare)
         prepare.next(route)
         create_key.next(verify_key)
         verify_key.next(promote)
@@ -302,7 +302,7 @@ class RotationWorkflows(Construct):
         for task in (prepare, create_key, verify_key, promote, distribute, check_distribution, check_usage,
                      deactivate, delete):
             task.add_catch(rollback, errors=["States.ALL"], result_path="$.error")
-        return prepare
+        return start
 
     def _scheduled_definition(self, max_parallel_users: int) -> sfn.IChainable:
         failed = sfn.Fail(self, "scheduled_failed", state_name="failed",
@@ -315,18 +315,19 @@ class RotationWorkflows(Construct):
             lambda_function=self._functions["select_due"],
             payload_response_only=True,
             retry_on_service_exceptions=False,
-            result_path="$.due",
+            result_path="$.selection",
         )
         select_due.add_retry(errors=list(TRANSIENT_LAMBDA_ERRORS), interval=Duration.seconds(2),
                              max_attempts=6, backoff_rate=2, jitter_strategy=sfn.JitterType.FULL)
         select_due.add_catch(failed, errors=["States.ALL"], result_path="$.error")
 
-        # `<user>-<YYYY-MM-DD>T<HHMM>` of this scheduled execution's start (UTC), so operators find a user's
-        # rotation in the console; at most 64 + 16 characters (infra/config.py checks user names).
+        # select_due returns {"due": [<rotation execution input>, ...], ...}. Each child execution is named
+        # `<user>-<YYYY-MM-DD>T<HHMM>` after this scheduled execution's start (UTC), so operators find a
+        # user's rotation in the console; at most 64 + 16 characters (see infra/config.py).
         start_time = sfn.JsonPath.string_split(sfn.JsonPath.string_at("$$.Execution.StartTime"), ":")
         execution_name = sfn.JsonPath.format(
             "{}-{}{}",
-            sfn.JsonPath.string_at("$$.Map.Item.Value"),
+            sfn.JsonPath.string_at("$$.Map.Item.Value.user"),
             sfn.JsonPath.array_get_item(start_time, 0),
             sfn.JsonPath.array_get_item(start_time, 1),
         )
@@ -337,7 +338,7 @@ class RotationWorkflows(Construct):
             state_machine=self.rotation,
             integration_pattern=sfn.IntegrationPattern.RUN_JOB,
             name=sfn.JsonPath.string_at("$.name"),
-            input=sfn.TaskInput.from_object({"user": sfn.JsonPath.string_at("$.user"), "mode": "standard"}),
+            input=sfn.TaskInput.from_json_path_at("$.input"),
             result_selector={"arn.$": "$.ExecutionArn", "status.$": "$.Status"},
             result_path="$.execution",
         )
@@ -349,7 +350,7 @@ class RotationWorkflows(Construct):
             self,
             "rotation_failed",
             state_name="rotation_failed",
-            parameters={"user.$": "$.user", "status": "FAILED", "error.$": "$.error.Error"},
+            parameters={"user.$": "$.input.user", "status": "FAILED", "error.$": "$.error.Error"},
         )
         start_rotation.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
 
@@ -357,11 +358,8 @@ class RotationWorkflows(Construct):
             self,
             "rotate_due_users",
             state_name="rotate_due_users",
-            items_path="$.due.users",
-            item_selector={
-                "user": sfn.JsonPath.string_at("$$.Map.Item.Value"),
-                "name": execution_name,
-            },
+            items_path="$.selection.due",
+            item_selector={"input": sfn.JsonPath.object_at("$$.Map.Item.Value"), "name": execution_name},
             max_concurrency=max_parallel_users,
             result_path="$.results",
         )

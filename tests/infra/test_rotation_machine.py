@@ -103,7 +103,7 @@ def test_prepare_gets_the_execution_input_and_id_and_other_steps_the_whole_state
     assert payload["execution_id"].startswith("arn:aws:states:")
     step, payload = result.task_inputs[1]
     assert step == "create_key"
-    assert payload["user"] == "svc-web" and payload["rotation"]["user"] == "svc-web"
+    assert payload["input"] == execution_input and payload["rotation"]["user"] == "svc-web"
 
 
 def test_emergency_deactivates_before_distribution_and_deletes_once_the_fleet_confirms(synth: Synth) -> None:
@@ -146,7 +146,7 @@ def test_resume_from_starts_at_the_named_step(
     synth: Synth, resume_from: str, first_after_prepare: str
 ) -> None:
     result = run(synth, FakeEngine(resume_from=resume_from))
-    assert result.visited[:3] == ["prepare", "route", first_after_prepare]
+    assert result.visited[:4] == ["start", "prepare", "route", first_after_prepare]
     assert result.status == "SUCCEEDED"
 
 

@@ -105,7 +105,8 @@ def test_scheduled_machine_rotates_due_users_with_bounded_concurrency(synth: Syn
     definition = synth.machine("WorkflowsScheduled")
     assert definition["StartAt"] == "select_due"
     rotate = definition["States"]["rotate_due_users"]
-    assert rotate["Type"] == "Map" and rotate["ItemsPath"] == "$.due.users"
+    assert rotate["Type"] == "Map" and rotate["ItemsPath"] == "$.selection.due"
+    assert rotate["ItemSelector"]["input.$"] == "$$.Map.Item.Value"
     assert rotate["MaxConcurrency"] == synth.config.settings.schedule.max_parallel_users == 7
     start = rotate["ItemProcessor"]["States"]["start_rotation"]
     assert start["Resource"].endswith(":states:::states:startExecution.sync:2")
@@ -115,11 +116,14 @@ def test_scheduled_machine_rotates_due_users_with_bounded_concurrency(synth: Syn
         if lid.startswith("WorkflowsRotation")
     ]
     assert start["Parameters"]["StateMachineArn"].endswith(f":stateMachine:{rotation_id}")
-    assert start["Parameters"]["Input"] == {"user.$": "$.user", "mode": "standard"}
+    assert start["Parameters"]["Input.$"] == "$.input"
     # Named after the user and the scheduled run's start (date and time), so operators can find it.
     assert start["Parameters"]["Name.$"] == "$.name"
     name = rotate["ItemSelector"]["name.$"]
-    assert name.startswith("States.Format('{}-{}{}', $$.Map.Item.Value,") and "$$.Execution.StartTime" in name
+    assert (
+        name.startswith("States.Format('{}-{}{}', $$.Map.Item.Value.user,")
+        and "$$.Execution.StartTime" in name
+    )
     # A failed rotation of one user is recorded, not allowed to abort the others.
     assert start["Catch"][0]["Next"] == "rotation_failed"
 
