@@ -456,14 +456,14 @@ class Directory:
             os.close(fd)
 
     def remove_stale_temps(self, name: str) -> None:
-        """Temp files of runs that were killed mid-write (we hold the lock: none is in use)."""
+        """Temp files of runs killed mid-write (we hold the lock: none is in use; the names are ours)."""
         if IS_WINDOWS:  # pragma: no cover
             return
-        prefix = "." + name + TEMP_INFIX
+        prefixes = ("." + name + TEMP_INFIX, "." + name + BACKUP_SUFFIX + TEMP_INFIX)
         for entry in os.listdir(self.fd):
-            if entry.startswith(prefix):
+            if entry.startswith(prefixes):
                 st = os.stat(entry, dir_fd=self.fd, follow_symlinks=False)
-                if stat.S_ISREG(st.st_mode) and st.st_uid == 0:
+                if not stat.S_ISDIR(st.st_mode):  # unlink never follows a symlink
                     os.unlink(entry, dir_fd=self.fd)
                     log("removed stale temp file " + entry)
 

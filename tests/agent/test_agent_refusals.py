@@ -1,0 +1,163 @@
+"""Targets the agent must refuse, leaving everything as it was: the SSM Agent's own file, symlinks, hard
+links, foreign owners, writable directories, unknown users, missing parents."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from agent_support import Identity, Server, write_credentials
+
+OLD = b"[default]\naws_access_key_id = AKIASSMAGENTSSMAGENT\naws_secret_access_key = agent\n"
+WEB_UID = 1001
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int, int, bytes | str]]:
+    """Every entry under root: mode, uid, gid and content (or link target)."""
+    state: dict[str, tuple[int, int, int, bytes | str]] = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        if path.is_symlink():
+            content: bytes | str = str(path.readlink())
+        elif path.is_file():
+            content = path.read_bytes()
+        else:
+            content = b""
+        state[str(path.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid, content)
+    return state
+
+
+def refused(server: Server, identity: Identity, code: str, **params: str) -> str:
+    before = snapshot(server.root)
+    run = server.run(server.params(identity, **params))
+    assert run.result["status"] == "error" and run.result["error"] == code, run.result
+    assert run.code == 3
+    assert snapshot(server.root) == before, "a refused run changed something"
+    return str(run.result["message"])
+
+
+def test_ssm_agents_own_file_and_default_profile_is_refused(server: Server, identity: Identity) -> None:
+    server.path("/root/.aws").mkdir(mode=0o700)
+    server.path("/root/.aws/credentials").write_bytes(OLD)
+    message = refused(
+        server,
+        identity,
+        "refused_agent_file",
+        CredentialsFile="/root/.aws/credentials",
+        Profile="default",
+        FileOwner="root",
+    )
+    assert "SSM Agent" in message
+
+
+def test_ssm_agents_own_file_is_refused_even_before_it_exists(server: Server, identity: Identity) -> None:
+    refused(
+        server,
+        identity,
+        "refused_agent_file",
+        CredentialsFile="/root/.aws/credentials",
+        Profile="default",
+        FileOwner="root",
+    )
+
+
+def test_the_file_run_command_points_the_agent_at_is_refused(server: Server, identity: Identity) -> None:
+    # GIVEN Run Command's AWS_SHARED_CREDENTIALS_FILE names a file elsewhere (e.g. the sandbox's node role)
+    write_credentials(server, OLD, "/home/app/.aws/credentials")
+    server.env["AWS_SHARED_CREDENTIALS_FILE"] = str(server.path("/home/app/.aws/credentials"))
+    refused(server, identity, "refused_agent_file", Profile="default")
+
+
+def test_another_profile_in_roots_file_is_allowed(server: Server, identity: Identity) -> None:
+    server.path("/root/.aws").mkdir(mode=0o700)
+    path = server.path("/root/.aws/credentials")
+    path.write_bytes(OLD)
+    run = server.run(server.params(identity, CredentialsFile="/root/.aws/credentials", FileOwner="root"))
+    assert run.code == 0, run.stderr
+    assert path.read_bytes().startswith(OLD + b"\n[app]\n")
+
+
+def test_symlinked_file_is_refused(server: Server, identity: Identity) -> None:
+    target = server.path("/etc/shadow")
+    target.write_bytes(b"root:secret-hash:::::::\n")
+    directory = write_credentials(server, b"").parent
+    (directory / "credentials").unlink()
+    (directory / "credentials").symlink_to(target)
+    assert "symlink" in refused(server, identity, "unsafe_path")
+
+
+def test_symlinked_parent_directory_is_refused(server: Server, identity: Identity) -> None:
+    real = server.path("/home/app/real-aws")
+    real.mkdir(mode=0o700)
+    os.chown(real, 1000, 1000)
+    server.path("/home/app/.aws").symlink_to(real)
+    assert "/home/app/.aws is a symlink" in refused(server, identity, "unsafe_path")
+
+
+def test_symlink_higher_up_is_refused(server: Server, identity: Identity) -> None:
+    server.path("/srv/real/.aws").mkdir(parents=True)
+    server.path("/srv/link").symlink_to(server.path("/srv/real"))
+    assert "/srv/link is a symlink" in refused(
+        server, identity, "unsafe_path", CredentialsFile="/srv/link/.aws/credentials"
+    )
+
+
+def test_directory_owned_by_another_user_is_refused(server: Server, identity: Identity) -> None:
+    path = write_credentials(server, b"[x]\ny = 1\n")
+    os.chown(path.parent, WEB_UID, WEB_UID)
+    assert "owned by uid 1001" in refused(server, identity, "unsafe_path")
+
+
+def test_world_writable_directory_is_refused(server: Server, identity: Identity) -> None:
+    path = write_credentials(server, b"[x]\ny = 1\n")
+    path.parent.chmod(0o777)
+    assert "writable by other users" in refused(server, identity, "unsafe_path")
+
+
+def test_file_owned_by_another_user_is_refused(server: Server, identity: Identity) -> None:
+    path = write_credentials(server, b"[x]\ny = 1\n")
+    os.chown(path, WEB_UID, WEB_UID)
+    assert "owned by uid 1001" in refused(server, identity, "unsafe_path")
+
+
+def test_hard_linked_file_is_refused(server: Server, identity: Identity) -> None:
+    """A hard link to a file the owner could not read would otherwise be copied into a backup."""
+    path = write_credentials(server, b"[x]\ny = 1\n")
+    os.link(path, server.path("/home/app/other-name"))
+    assert "hard links" in refused(server, identity, "unsafe_path")
+
+
+def test_fifo_is_refused(server: Server, identity: Identity) -> None:
+    path = write_credentials(server, b"")
+    path.unlink()
+    os.mkfifo(path)
+    assert "not a regular file" in refused(server, identity, "unsafe_path")
+
+
+def test_unknown_owner_is_refused_before_creating_anything(server: Server, identity: Identity) -> None:
+    assert "ghost" in refused(server, identity, "unknown_owner", FileOwner="ghost")
+
+
+def test_missing_grandparent_is_not_created(server: Server, identity: Identity) -> None:
+    assert "does not exist" in refused(
+        server, identity, "unsafe_path", CredentialsFile="/home/nobody-here/.aws/credentials"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "why"),
+    [
+        ("Profile", "DEFAULT", "defaults section"),
+        ("Action", "verify", "needs ExpectedAccessKeyId"),
+    ],
+)
+def test_semantically_invalid_parameters(
+    server: Server, identity: Identity, name: str, value: str, why: str
+) -> None:
+    params = server.params(identity, **{name: value})
+    if name == "Action":
+        params["ExpectedAccessKeyId"] = ""
+    run = server.run(params)
+    assert (run.code, run.result["error"]) == (2, "invalid_parameter")
+    assert why in run.result["message"]
