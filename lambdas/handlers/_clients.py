@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sts import STSClient
 
 # IAM throttles per account with no published limits: standard mode retries throttling with backoff.
-RETRIES = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=5, read_timeout=30)
+RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 8}, connect_timeout=5, read_timeout=30)
 
 
 def iam() -> IAMClient:

@@ -32,8 +32,9 @@ def check_unused_since(use: LastUse, key_id: str, cutover_at: datetime, margin_s
     threshold = cutover_at - timedelta(seconds=margin_seconds)
     if use.at is not None and use.at >= threshold:
         raise OldKeyStillInUse(
-            f"old key {key_id} was last used at {use.at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ} by service {use.service} "
-            f"in region {use.region}, less than {margin_seconds}s before or after the cut-over at "
+            f"old key {key_id} was last used at {use.at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ} "
+            f"by service {use.service} in region {use.region}, less than {margin_seconds}s before or after "
+            "the cut-over at "
             f"{cutover_at:%Y-%m-%dT%H:%M:%SZ}; find what still uses it (CloudTrail: eventSource "
             f"{use.service}, this access key id), then run the rotation again: it resumes and re-checks"
         )

@@ -20,8 +20,20 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-STEPS = ("prepare", "create_key", "verify_key", "promote", "distribute", "check_distribution", "check_usage",
-         "deactivate", "delete", "rollback", "notify", "select_due")
+STEPS = (
+    "prepare",
+    "create_key",
+    "verify_key",
+    "promote",
+    "distribute",
+    "check_distribution",
+    "check_usage",
+    "deactivate",
+    "delete",
+    "rollback",
+    "notify",
+    "select_due",
+)
 MANAGED_PATH = "/keyrotation/"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -30,16 +42,21 @@ ACCOUNT = "123456789012"
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION, "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_SERVICE_NAME": "keyrotation", "POWERTOOLS_METRICS_NAMESPACE": "KeyRotation",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_SERVICE_NAME": "keyrotation",
+        "POWERTOOLS_METRICS_NAMESPACE": "KeyRotation",
     }.items():
         monkeypatch.setenv(name, value)
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "LAMBDA_TASK_ROOT"):
         monkeypatch.delenv(name, raising=False)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Leak watch: every secret access key created during a test must never appear in a log record, in printed
 # output, in a handler's return value, in a raised exception's message, in an SNS message or in a Run Command
 # parameter.
@@ -58,8 +75,12 @@ class LeakWatch:
         self.texts.append((where, text))
 
     def findings(self) -> list[str]:
-        return [f"{where}: contains a secret access key" for where, text in self.texts
-                for secret in self.secrets if secret and secret in text]
+        return [
+            f"{where}: contains a secret access key"
+            for where, text in self.texts
+            for secret in self.secrets
+            if secret and secret in text
+        ]
 
     def forget(self) -> None:
         self.texts.clear()
@@ -83,8 +104,13 @@ def leak_watch(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[st
     original_handle = logging.Logger.handle
 
     def recording_handle(self: logging.Logger, record: logging.LogRecord) -> None:
-        watch.see(f"log record of {record.name}", {"message": record.getMessage(), **{
-            k: v for k, v in record.__dict__.items() if k not in {"msg", "args", "exc_info"}}})
+        watch.see(
+            f"log record of {record.name}",
+            {
+                "message": record.getMessage(),
+                **{k: v for k, v in record.__dict__.items() if k not in {"msg", "args", "exc_info"}},
+            },
+        )
         if record.exc_info and record.exc_info[1] is not None:
             watch.see("logged exception", str(record.exc_info[1]))
         original_handle(self, record)
@@ -123,15 +149,23 @@ def _recording(watch: LeakWatch, step: str, handler: Callable[..., Any]) -> Call
     return wrapper
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # A fake Run Command fleet (moto has no DescribeInstanceInformation/ListCommandInvocations and runs nothing).
+
 
 def _client_error(code: str, message: str, operation: str) -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": message}}, operation)
 
 
-DOCUMENT_PARAMETERS = {"SecretId", "CredentialsFile", "Profile", "FileOwner", "ExpectedAccessKeyId", "ReloadHook",
-                       "Action"}
+DOCUMENT_PARAMETERS = {
+    "SecretId",
+    "CredentialsFile",
+    "Profile",
+    "FileOwner",
+    "ExpectedAccessKeyId",
+    "ReloadHook",
+    "Action",
+}
 
 
 @dataclass
@@ -151,7 +185,9 @@ class FakeSsm:
         self.commands: list[dict[str, Any]] = []
         self.invocations: dict[str, dict[str, dict[str, Any]]] = {}
         self.page_size = page_size
-        self.not_yet_visible = 0  # ListCommandInvocations calls per new command that raise InvocationDoesNotExist
+        self.not_yet_visible = (
+            0  # ListCommandInvocations calls per new command that raise InvocationDoesNotExist
+        )
         self._hidden: dict[str, int] = {}
 
     def add(self, count: int, *, group: str = "web", **kwargs: Any) -> list[str]:
@@ -162,8 +198,9 @@ class FakeSsm:
             ids.append(instance_id)
         return ids
 
-    def describe_instance_information(self, *, Filters: list[dict[str, Any]], MaxResults: int = 50,
-                                      NextToken: str | None = None) -> dict[str, Any]:
+    def describe_instance_information(
+        self, *, Filters: list[dict[str, Any]], MaxResults: int = 50, NextToken: str | None = None
+    ) -> dict[str, Any]:
         assert MaxResults <= 50
         matches = list(self.servers.values())
         for item in Filters:
@@ -176,9 +213,12 @@ class FakeSsm:
             else:
                 raise AssertionError(f"unexpected filter {item}")
         start = int(NextToken or 0)
-        page = matches[start:start + self.page_size]
-        response: dict[str, Any] = {"InstanceInformationList": [
-            {"InstanceId": s.instance_id, "PingStatus": s.ping, "PlatformType": "Linux"} for s in page]}
+        page = matches[start : start + self.page_size]
+        response: dict[str, Any] = {
+            "InstanceInformationList": [
+                {"InstanceId": s.instance_id, "PingStatus": s.ping, "PlatformType": "Linux"} for s in page
+            ]
+        }
         if start + self.page_size < len(matches):
             response["NextToken"] = str(start + self.page_size)
         return response
@@ -198,40 +238,70 @@ class FakeSsm:
         if server.ping != "Online" or server.behaviour == "pending":
             return {"Status": "InProgress", "StatusDetails": "InProgress", "Output": ""}
         if server.behaviour == "fail" or (server.behaviour == "fail_verify" and params["Action"] == "verify"):
-            line = {"status": "error", "action": params["Action"], "error": "write_failed",
-                    "message": f"cannot write {params['CredentialsFile']}"}
-            return {"Status": "Failed", "StatusDetails": "Failed", "Output": "KEYROTATION_RESULT " + json.dumps(line)}
+            line = {
+                "status": "error",
+                "action": params["Action"],
+                "error": "write_failed",
+                "message": f"cannot write {params['CredentialsFile']}",
+            }
+            return {
+                "Status": "Failed",
+                "StatusDetails": "Failed",
+                "Output": "KEYROTATION_RESULT " + json.dumps(line),
+            }
         if server.behaviour == "no_marker":
             return {"Status": "Success", "StatusDetails": "Success", "Output": "credentials updated\n"}
-        value = json.loads(boto3.client("secretsmanager").get_secret_value(
-            SecretId=params["SecretId"], VersionStage="AWSCURRENT")["SecretString"])
+        value = json.loads(
+            boto3.client("secretsmanager").get_secret_value(
+                SecretId=params["SecretId"], VersionStage="AWSCURRENT"
+            )["SecretString"]
+        )
         key_id = value["aws_access_key_id"] if server.behaviour != "wrong_key" else "AKIAWRONGWRONGWRONG0"
         server.key_id = key_id
-        line = {"status": "ok", "action": params["Action"], "profile": params["Profile"],
-                "file": params["CredentialsFile"], "access_key_id": key_id,
-                "caller_arn": f"arn:aws:iam::{ACCOUNT}:user/x"}
-        return {"Status": "Success", "StatusDetails": "Success",
-                "Output": "fetching secret\nKEYROTATION_RESULT " + json.dumps(line) + "\n"}
+        line = {
+            "status": "ok",
+            "action": params["Action"],
+            "profile": params["Profile"],
+            "file": params["CredentialsFile"],
+            "access_key_id": key_id,
+            "caller_arn": f"arn:aws:iam::{ACCOUNT}:user/x",
+        }
+        return {
+            "Status": "Success",
+            "StatusDetails": "Success",
+            "Output": "fetching secret\nKEYROTATION_RESULT " + json.dumps(line) + "\n",
+        }
 
-    def list_command_invocations(self, *, CommandId: str, Details: bool = False,
-                                 NextToken: str | None = None) -> dict[str, Any]:
+    def list_command_invocations(
+        self, *, CommandId: str, Details: bool = False, NextToken: str | None = None
+    ) -> dict[str, Any]:
         assert Details is True
         if self._hidden.get(CommandId, 0) > 0:
             self._hidden[CommandId] -= 1
             raise _client_error("InvocationDoesNotExist", "not yet", "ListCommandInvocations")
         items = list(self.invocations[CommandId].items())
         start = int(NextToken or 0)
-        page = items[start:start + self.page_size]
-        response: dict[str, Any] = {"CommandInvocations": [
-            {"CommandId": CommandId, "InstanceId": i, "Status": inv["Status"], "StatusDetails": inv["StatusDetails"],
-             "CommandPlugins": [{"Name": "rotate", "Output": inv["Output"]}]} for i, inv in page]}
+        page = items[start : start + self.page_size]
+        response: dict[str, Any] = {
+            "CommandInvocations": [
+                {
+                    "CommandId": CommandId,
+                    "InstanceId": i,
+                    "Status": inv["Status"],
+                    "StatusDetails": inv["StatusDetails"],
+                    "CommandPlugins": [{"Name": "rotate", "Output": inv["Output"]}],
+                }
+                for i, inv in page
+            ]
+        }
         if start + self.page_size < len(items):
             response["NextToken"] = str(start + self.page_size)
         return response
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The world: moto accounts with one managed user, its key, its secret, the lock table, a topic and a fleet.
+
 
 def settings_dict(**user_overrides: Any) -> dict[str, Any]:
     return {
@@ -239,22 +309,46 @@ def settings_dict(**user_overrides: Any) -> dict[str, Any]:
         "secret_prefix": "keyrotation/",
         "defaults": {
             "max_key_age_days": 90,
-            "waits": {"verify_interval_seconds": 0, "poll_seconds": 0, "max_polls": 5, "observe_seconds": 0,
-                      "grace_seconds": 0},
+            "waits": {
+                "verify_interval_seconds": 0,
+                "poll_seconds": 0,
+                "max_polls": 5,
+                "observe_seconds": 0,
+                "grace_seconds": 0,
+            },
             "usage_margin_seconds": 900,
             "command_timeout_seconds": 600,
             "max_concurrency": "50",
         },
-        "schedule": {"expression": "cron(0 3 ? * SUN *)", "timezone": "Etc/UTC", "duration_hours": 4,
-                     "cutoff_hours": 1, "max_parallel_users": 10},
+        "schedule": {
+            "expression": "cron(0 3 ? * SUN *)",
+            "timezone": "Etc/UTC",
+            "duration_hours": 4,
+            "cutoff_hours": 1,
+            "max_parallel_users": 10,
+        },
         "alerts": {"email": None},
-        "server_groups": [{"name": "web", "tag": {"key": "keyrotation-group", "value": "web"}},
-                          {"name": "db", "tag": {"key": "keyrotation-group", "value": "db"}}],
+        "server_groups": [
+            {"name": "web", "tag": {"key": "keyrotation-group", "value": "web"}},
+            {"name": "db", "tag": {"key": "keyrotation-group", "value": "db"}},
+        ],
         "users": [
-            {"name": "svc-web", "server_group": "web", "credentials_file": "/home/app/.aws/credentials",
-             "profile": "app", "file_owner": "app", "reload_hook": "restart-app", **user_overrides},
-            {"name": "svc-db", "server_group": "db", "credentials_file": "/home/db/.aws/credentials",
-             "profile": "db", "file_owner": "db"},
+            {
+                "name": "svc-web",
+                "server_group": "web",
+                "credentials_file": "/home/app/.aws/credentials",
+                "profile": "app",
+                "file_owner": "app",
+                "reload_hook": "restart-app",
+                **user_overrides,
+            },
+            {
+                "name": "svc-db",
+                "server_group": "db",
+                "credentials_file": "/home/db/.aws/credentials",
+                "profile": "db",
+                "file_owner": "db",
+            },
         ],
     }
 
@@ -271,10 +365,16 @@ class World:
     topic_arn: str = ""
     table: str = "keyrotation-locks"
 
-    # -- arrangement helpers -------------------------------------------------------------------------------
-    def add_user(self, name: str, *, path: str = MANAGED_PATH, with_key: bool = True,
-                 secret: str | None = "stored") -> str | None:
-        """Create a user; `secret`: "stored" (its key), "placeholder" ({}), None (no secret)."""
+    # -- arrangement helpers ----------------------------------------------------------------------
+    def add_user(
+        self,
+        name: str,
+        *,
+        path: str = MANAGED_PATH,
+        with_key: bool = True,
+        secret_state: str | None = "stored",  # noqa: S107 (not a password)
+    ) -> str | None:
+        """Create a user; `secret_state`: "stored" (its key), "placeholder" ({}), None (no secret)."""
         self.iam.create_user(UserName=name, Path=path)
         key_id = None
         value: Any = {}
@@ -282,23 +382,28 @@ class World:
             key = self.iam.create_access_key(UserName=name)["AccessKey"]
             key_id = key["AccessKeyId"]
             value = {"aws_access_key_id": key_id, "aws_secret_access_key": key["SecretAccessKey"]}
-        if secret == "placeholder":
+        if secret_state == "placeholder":
             value = {}
-        if secret is not None:
+        if secret_state is not None:
             self.sm.create_secret(Name=f"keyrotation/{name}", SecretString=json.dumps(value))
         return key_id
 
     def write_settings(self, data: dict[str, Any]) -> None:
         self.settings_path.write_text(json.dumps(data))
 
-    # -- observations ---------------------------------------------------------------------------------------
-    def keys(self, user: str = "svc-web") -> dict[str, str]:
-        return {k["AccessKeyId"]: k["Status"] for k in
-                self.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]}
+    # -- observations -----------------------------------------------------------------------------
+    def iam_keys(self, user: str = "svc-web") -> dict[str, str]:
+        return {
+            k["AccessKeyId"]: k["Status"]
+            for k in self.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+        }
 
     def current(self, user: str = "svc-web") -> dict[str, Any]:
-        return json.loads(self.sm.get_secret_value(SecretId=f"keyrotation/{user}",
-                                                   VersionStage="AWSCURRENT")["SecretString"])
+        return json.loads(
+            self.sm.get_secret_value(SecretId=f"keyrotation/{user}", VersionStage="AWSCURRENT")[
+                "SecretString"
+            ]
+        )
 
     def stages(self, user: str = "svc-web") -> dict[str, list[str]]:
         return self.sm.describe_secret(SecretId=f"keyrotation/{user}")["VersionIdsToStages"]
@@ -322,8 +427,9 @@ class World:
     def mark_used(self, key_id: str, at: datetime, service: str = "s3", region: str = "eu-west-1") -> None:
         from moto.iam.models import AccessKeyLastUsed
 
-        self._backend_key(key_id).last_used = AccessKeyLastUsed(at.astimezone(UTC).replace(tzinfo=None),
-                                                                service, region)
+        self._backend_key(key_id).last_used = AccessKeyLastUsed(
+            at.astimezone(UTC).replace(tzinfo=None), service, region
+        )
 
     def _backend_key(self, key_id: str) -> Any:
         from moto.iam.models import iam_backends
@@ -337,11 +443,20 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
         from handlers import _clients
 
         fake = FakeSsm()
-        world = World(iam=boto3.client("iam"), sm=boto3.client("secretsmanager"), ddb=boto3.client("dynamodb"),
-                      sns=boto3.client("sns"), ssm=fake, settings_path=tmp_path / "settings.json")
-        world.ddb.create_table(TableName=world.table, KeySchema=[{"AttributeName": "user", "KeyType": "HASH"}],
-                               AttributeDefinitions=[{"AttributeName": "user", "AttributeType": "S"}],
-                               BillingMode="PAY_PER_REQUEST")
+        world = World(
+            iam=boto3.client("iam"),
+            sm=boto3.client("secretsmanager"),
+            ddb=boto3.client("dynamodb"),
+            sns=boto3.client("sns"),
+            ssm=fake,
+            settings_path=tmp_path / "settings.json",
+        )
+        world.ddb.create_table(
+            TableName=world.table,
+            KeySchema=[{"AttributeName": "user", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "user", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
         world.topic_arn = world.sns.create_topic(Name="keyrotation")["TopicArn"]
         world.write_settings(settings_dict())
         world.add_user("svc-web")
@@ -355,12 +470,30 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
         yield world
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Driving a rotation the way the state machine does.
 
-STANDARD = ("create_key", "verify_key", "promote", "distribute", "check_distribution", "check_usage", "deactivate",
-            "distribute", "check_distribution", "delete")
-EMERGENCY = ("create_key", "verify_key", "promote", "deactivate", "distribute", "check_distribution", "delete")
+STANDARD = (
+    "create_key",
+    "verify_key",
+    "promote",
+    "distribute",
+    "check_distribution",
+    "check_usage",
+    "deactivate",
+    "distribute",
+    "check_distribution",
+    "delete",
+)
+EMERGENCY = (
+    "create_key",
+    "verify_key",
+    "promote",
+    "deactivate",
+    "distribute",
+    "check_distribution",
+    "delete",
+)
 
 
 def handler(step: str) -> Callable[..., Any]:
@@ -383,8 +516,16 @@ def new_execution_id() -> str:
     return f"arn:aws:states:{REGION}:{ACCOUNT}:execution:keyrotation:{uuid.uuid4()}"
 
 
-def drive(world: World, *, user: str = "svc-web", mode: str = "standard", crash_after: int | None = None,
-          execution_id: str | None = None, repeat_each: bool = False, **extra: Any) -> Run:
+def drive(
+    world: World,
+    *,
+    user: str = "svc-web",
+    mode: str = "standard",
+    crash_after: int | None = None,
+    execution_id: str | None = None,
+    repeat_each: bool = False,
+    **extra: Any,
+) -> Run:
     """Run prepare, then the steps from `resume_from` in the machine's order; on a typed error run
     rollback → notify like the machine's Catch. `crash_after=n`: the execution dies after the n-th step
     (no rollback, lock kept). `repeat_each`: every step runs twice (a retried Lambda)."""
@@ -422,8 +563,10 @@ def _drive(world: World, run: Run, order: tuple[str, ...], crash_after: int | No
 
         if not isinstance(exc, RotationError):
             raise
-        state["error"] = {"Error": type(exc).__name__, "Cause": json.dumps({"errorMessage": str(exc),
-                                                                            "errorType": type(exc).__name__})}
+        state["error"] = {
+            "Error": type(exc).__name__,
+            "Cause": json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__}),
+        }
         run.error = {"name": type(exc).__name__, "message": str(exc)}
         state["rotation"] = _call(run, "rollback", state, False)
     state["rotation"] = _call(run, "notify", state, False)

@@ -6,25 +6,27 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from conftest import STANDARD, World, drive
 
 # prepare + every step of a standard rotation before delete (delete finishes the rotation: see below)
 CRASH_POINTS = list(range(1, len(STANDARD) + 1))
 
 
-@pytest.mark.parametrize("crash_after", CRASH_POINTS,
-                         ids=[f"after-{(('prepare',) + STANDARD)[n - 1]}-{n}" for n in CRASH_POINTS])
-def test_a_new_run_after_a_crash_finishes_the_rotation(world: World, leak_watch: Any, crash_after: int) -> None:
+@pytest.mark.parametrize(
+    "crash_after", CRASH_POINTS, ids=[f"after-{(('prepare',) + STANDARD)[n - 1]}-{n}" for n in CRASH_POINTS]
+)
+def test_a_new_run_after_a_crash_finishes_the_rotation(
+    world: World, leak_watch: Any, crash_after: int
+) -> None:
     # GIVEN an execution that died after some step (no rollback, its lock left behind)
-    (old_key,) = world.keys()
+    (old_key,) = world.iam_keys()
     first = drive(world, crash_after=crash_after)
     assert world.lock_owner() == first.execution_id
     # WHEN a new execution starts for the same user
     second = drive(world)
     # THEN it takes over the dead execution's lock and completes the rotation
     assert second.error is None, second.error
-    (final_key,) = world.keys()
+    (final_key,) = world.iam_keys()
     assert final_key != old_key
     assert world.current()["aws_access_key_id"] == final_key
     assert world.server_keys() == {final_key}
@@ -33,20 +35,26 @@ def test_a_new_run_after_a_crash_finishes_the_rotation(world: World, leak_watch:
     assert len(leak_watch.secrets) == 2
 
 
-@pytest.mark.parametrize(("crash_after", "classification", "resume_from"), [
-    (1, "fresh", "create_key"),
-    (2, "resumable", "verify_key"),
-    (3, "resumable", "verify_key"),
-    (4, "resumable", "distribute"),
-    (7, "resumable", "distribute"),
-    (8, "resumable", "distribute"),
-])
-def test_prepare_classifies_an_interrupted_rotation(world: World, crash_after: int, classification: str,
-                                                     resume_from: str) -> None:
+@pytest.mark.parametrize(
+    ("crash_after", "classification", "resume_from"),
+    [
+        (1, "fresh", "create_key"),
+        (2, "resumable", "verify_key"),
+        (3, "resumable", "verify_key"),
+        (4, "resumable", "distribute"),
+        (7, "resumable", "distribute"),
+        (8, "resumable", "distribute"),
+    ],
+)
+def test_prepare_classifies_an_interrupted_rotation(
+    world: World, crash_after: int, classification: str, resume_from: str
+) -> None:
     first = drive(world, crash_after=crash_after)
     second = drive(world, mode="dry_run")
     assert (second.rotation["classification"], second.rotation["plan"][-1]) == (
-        classification, f"dry run: a real run would start at {resume_from}")
+        classification,
+        f"dry run: a real run would start at {resume_from}",
+    )
     # the resumed rotation continues with the first one's token and key
     if crash_after >= 2:
         assert second.rotation["token"] == first.rotation["token"]
@@ -54,16 +62,17 @@ def test_prepare_classifies_an_interrupted_rotation(world: World, crash_after: i
 
 
 def test_a_crash_after_delete_leaves_a_finished_rotation(world: World) -> None:
-    (old_key,) = world.keys()
+    (old_key,) = world.iam_keys()
     first = drive(world, crash_after=len(STANDARD) + 1)
     assert first.ran[-1] == "delete"
-    (new_key,) = world.keys()
+    (new_key,) = world.iam_keys()
     assert new_key != old_key and world.lock_owner() is None
     assert world.current()["aws_access_key_id"] == new_key
 
 
-def test_crash_in_delete_before_the_label_is_dropped_resumes_at_delete(world: World,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_in_delete_before_the_label_is_dropped_resumes_at_delete(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # GIVEN a rotation that died inside delete, right after deleting the old key
     from rotation import keys
 
@@ -87,8 +96,9 @@ def test_crash_in_delete_before_the_label_is_dropped_resumes_at_delete(world: Wo
     assert world.lock_owner() is None
 
 
-def test_orphan_key_from_a_crash_inside_create_key_is_removed(world: World, leak_watch: Any,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_orphan_key_from_a_crash_inside_create_key_is_removed(
+    world: World, leak_watch: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # GIVEN an execution that died after CreateAccessKey but before the key reached the secret
     from rotation import secrets
 
@@ -100,7 +110,7 @@ def test_orphan_key_from_a_crash_inside_create_key_is_removed(world: World, leak
     monkeypatch.setattr(secrets, "put_pending", crash)
     with pytest.raises(SystemExit):
         drive(world)
-    (orphan,) = [key for key in world.keys() if key != world.current()["aws_access_key_id"]]
+    (orphan,) = [key for key in world.iam_keys() if key != world.current()["aws_access_key_id"]]
     monkeypatch.setattr(secrets, "put_pending", original)
     # WHEN a new run starts
     plan = drive(world, mode="dry_run").rotation
@@ -109,12 +119,13 @@ def test_orphan_key_from_a_crash_inside_create_key_is_removed(world: World, leak
     assert plan["classification"] == "orphan"
     assert any(f"delete orphan key {orphan}" in line for line in plan["plan"])
     assert run.error is None, run.error
-    (final_key,) = world.keys()
+    (final_key,) = world.iam_keys()
     assert final_key != orphan and world.current()["aws_access_key_id"] == final_key
 
 
-def test_create_key_retried_after_losing_its_key_deletes_it_first(world: World, leak_watch: Any,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_create_key_retried_after_losing_its_key_deletes_it_first(
+    world: World, leak_watch: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # GIVEN create_key died between CreateAccessKey and PutSecretValue, and the machine retries the step
     from conftest import handler
     from rotation import secrets
@@ -129,58 +140,61 @@ def test_create_key_retried_after_losing_its_key_deletes_it_first(world: World, 
         return original(*args, **kwargs)
 
     monkeypatch.setattr(secrets, "put_pending", crash_once)
-    state = {"input": {"user": "svc-web"}, "execution_id": "arn:aws:states:us-east-1:123456789012:execution:m:e1"}
+    state = {
+        "input": {"user": "svc-web"},
+        "execution_id": "arn:aws:states:us-east-1:123456789012:execution:m:e1",
+    }
     world.running.add(state["execution_id"])
     state["rotation"] = handler("prepare")(state)
     with pytest.raises(SystemExit):
         handler("create_key")(state)
     rotation = handler("create_key")(state)
     # THEN the user has the old key and the one stored new key: the lost one is gone
-    assert set(world.keys()) == {rotation["old_key_id"], rotation["new_key_id"]}
+    assert set(world.iam_keys()) == {rotation["old_key_id"], rotation["new_key_id"]}
     assert len(leak_watch.secrets) == 3  # initial, lost, stored
 
 
 def test_an_active_key_created_by_someone_else_is_never_deleted(world: World) -> None:
     # GIVEN someone created a second active key outside the engine (no journal entry of ours)
     foreign = world.iam.create_access_key(UserName="svc-web")["AccessKey"]["AccessKeyId"]
-    before = world.keys()
+    before = world.iam_keys()
     # WHEN a rotation starts THEN it stops before changing anything, naming the key and what to do
     run = drive(world)
     assert run.error is not None and run.error["name"] == "RotationBlocked"
     assert foreign in run.error["message"] and "--status Inactive" in run.error["message"]
-    assert world.keys() == before and world.lock_owner() is None
+    assert world.iam_keys() == before and world.lock_owner() is None
 
 
 def test_two_active_keys_and_the_secret_holds_neither(world: World) -> None:
-    world.add_user("svc-db", secret="placeholder")
+    world.add_user("svc-db", secret_state="placeholder")
     world.iam.create_access_key(UserName="svc-db")
     world.ssm.add(1, group="db")
-    before = world.keys("svc-db")
+    before = world.iam_keys("svc-db")
     run = drive(world, user="svc-db")
     assert run.error is not None and run.error["name"] == "RotationBlocked"
     assert "two active keys" in run.error["message"]
-    assert world.keys("svc-db") == before
+    assert world.iam_keys("svc-db") == before
 
 
 def test_secret_key_missing_from_iam_blocks(world: World) -> None:
-    (key,) = world.keys()
+    (key,) = world.iam_keys()
     world.iam.delete_access_key(UserName="svc-web", AccessKeyId=key)
     run = drive(world)
     assert run.error is not None and run.error["name"] == "RotationBlocked"
-    assert world.keys() == {}
+    assert world.iam_keys() == {}
 
 
 def test_lock_held_by_a_running_execution(world: World) -> None:
     # GIVEN another execution of this user is running and holds the lock
     other = drive(world, crash_after=2)
     world.running.add(other.execution_id)
-    keys_before = world.keys()
+    keys_before = world.iam_keys()
     # WHEN a second rotation starts
     run = drive(world)
     # THEN it stops with RotationInProgress naming the holder, and leaves its lock and keys alone
     assert run.error is not None and run.error["name"] == "RotationInProgress"
     assert other.execution_id in run.error["message"]
-    assert world.lock_owner() == other.execution_id and world.keys() == keys_before
+    assert world.lock_owner() == other.execution_id and world.iam_keys() == keys_before
 
 
 def test_a_step_of_an_execution_that_lost_its_lock_stops(world: World) -> None:

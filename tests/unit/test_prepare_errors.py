@@ -1,0 +1,175 @@
+"""prepare stops with a clear, typed error before anything changes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import World, drive, handler, settings_dict
+
+
+def _unchanged(world: World, before: dict[str, str]) -> None:
+    assert world.iam_keys() == before
+    assert world.lock_owner() is None
+    assert world.ssm.commands == []
+
+
+def test_user_not_in_settings(world: World) -> None:
+    run = drive(world, user="svc-unknown")
+    assert run.error is not None and run.error["name"] == "UnknownUser"
+    assert "not in the settings" in run.error["message"]
+    # the failure path still tells the operator
+    (message,) = world.messages()
+    assert "Outcome: failed" in message and "Error: UnknownUser: user 'svc-unknown'" in message
+
+
+def test_user_in_settings_but_not_in_iam(world: World) -> None:
+    run = drive(world, user="svc-db")
+    assert run.error is not None and run.error["name"] == "UnknownUser"
+    assert "does not exist" in run.error["message"]
+
+
+def test_user_outside_the_managed_path_is_refused(world: World) -> None:
+    world.add_user("svc-db", path="/humans/")
+    before = world.iam_keys("svc-db")
+    run = drive(world, user="svc-db")
+    assert run.error is not None and run.error["name"] == "UnknownUser"
+    assert "not under the managed path" in run.error["message"]
+    assert world.iam_keys("svc-db") == before
+
+
+def test_missing_secret(world: World) -> None:
+    world.add_user("svc-db", secret_state=None)
+    world.ssm.add(1, group="db")
+    run = drive(world, user="svc-db")
+    assert run.error is not None and run.error["name"] == "SecretMissing"
+    assert "keyrotation/svc-db" in run.error["message"]
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("hunter2-not-json", "is not JSON"),
+        ('["a", "b"]', "is not a JSON object"),
+        ('{"aws_access_key_id": "AKIAIOSFODNN7EXAMPLE"}', "aws_secret_access_key is missing"),
+        (
+            '{"aws_access_key_id": "not a key", "aws_secret_access_key": "hunter2-secret"}',
+            "aws_access_key_id is",
+        ),
+    ],
+)
+def test_malformed_secret(world: World, value: str, reason: str) -> None:
+    # GIVEN a secret whose current value is not what the engine and agent expect
+    world.sm.put_secret_value(SecretId="keyrotation/svc-web", SecretString=value)
+    before = world.iam_keys()
+    # WHEN a rotation starts THEN it stops, naming the problem but never echoing the value
+    run = drive(world)
+    assert run.error is not None and run.error["name"] == "SecretMalformed"
+    assert reason in run.error["message"] and "AWSCURRENT" in run.error["message"]
+    assert "hunter2" not in run.error["message"]
+    _unchanged(world, before)
+
+
+def test_no_targets(world: World) -> None:
+    world.ssm.servers.clear()
+    before = world.iam_keys()
+    run = drive(world)
+    assert run.error is not None and run.error["name"] == "NoTargets"
+    assert "keyrotation-group=web" in run.error["message"]
+    _unchanged(world, before)
+
+
+def test_offline_target_stops_the_rotation_and_is_named(world: World) -> None:
+    (offline,) = world.ssm.add(1, ping="ConnectionLost")
+    before = world.iam_keys()
+    run = drive(world)
+    assert run.error is not None and run.error["name"] == "TargetsOffline"
+    assert f"{offline} (ConnectionLost)" in run.error["message"] and "allow_offline" in run.error["message"]
+    _unchanged(world, before)
+
+
+def test_offline_target_is_skipped_when_allowed(world: World) -> None:
+    (offline,) = world.ssm.add(1, ping="ConnectionLost")
+    run = drive(world, allow_offline=True)
+    assert run.error is None, run.error
+    assert run.rotation["offline"] == [offline] and offline not in run.rotation["targets"]
+    assert world.ssm.servers[offline].key_id is None
+    assert offline in world.messages()[0]
+
+
+def test_offline_allowed_by_settings(world: World) -> None:
+    world.write_settings(settings_dict(allow_offline=True))
+    world.ssm.add(1, ping="Inactive")
+    run = drive(world)
+    assert run.error is None, run.error
+
+
+def test_explicit_instance_ids_that_are_not_registered_are_offline(world: World) -> None:
+    data = settings_dict()
+    known = list(world.ssm.servers)
+    data["server_groups"][0] = {"name": "web", "instance_ids": [*known, "mi-0123456789abcdef0"]}
+    world.write_settings(data)
+    run = drive(world)
+    assert run.error is not None and run.error["name"] == "TargetsOffline"
+    assert "mi-0123456789abcdef0 (not registered)" in run.error["message"]
+
+
+def test_explicit_instance_ids_rotate(world: World) -> None:
+    data = settings_dict()
+    data["server_groups"][0] = {"name": "web", "instance_ids": list(world.ssm.servers)[:2]}
+    world.write_settings(data)
+    run = drive(world)
+    assert run.error is None, run.error
+    assert sorted(run.rotation["targets"]) == sorted(list(world.ssm.servers)[:2])
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"input": {"user": "svc-web"}}, "execution_id"),
+        ({"input": {}, "execution_id": "e"}, "input.user"),
+        ({"input": {"user": "svc web"}, "execution_id": "e"}, "input.user"),
+        ({"input": {"user": "svc-web", "mode": "fast"}, "execution_id": "e"}, "input.mode"),
+        (
+            {"input": {"user": "svc-web", "waits": {"poll_seconds": -1}}, "execution_id": "e"},
+            "input.waits.poll_seconds",
+        ),
+        ({"input": {"user": "svc-web", "waits": {"sleep": 1}}, "execution_id": "e"}, "input.waits.sleep"),
+        ({"input": {"user": "svc-web", "allow_offline": "yes"}, "execution_id": "e"}, "input.allow_offline"),
+        ({"input": {"user": "svc-web", "force": True}, "execution_id": "e"}, "input.force"),
+        ({"input": "svc-web", "execution_id": "e"}, "input"),
+    ],
+)
+def test_invalid_request_names_the_field(world: World, event: dict[str, object], field: str) -> None:
+    from rotation.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest) as raised:
+        handler("prepare")(event)
+    assert str(raised.value).startswith(f"{field}:"), str(raised.value)
+    assert world.lock_owner() is None
+
+
+def test_wait_overrides_reach_the_rotation(world: World) -> None:
+    run = drive(world, mode="dry_run", waits={"observe_seconds": 60})
+    assert run.rotation["waits"]["observe_seconds"] == 60
+    assert run.rotation["waits"]["poll_seconds"] == 0  # from the settings
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        ("old_key_id", "not-a-key", "rotation.old_key_id"),
+        ("targets", ["mi-123; rm -rf /"], "rotation.targets[0]"),
+        ("mode", "yolo", "rotation.mode"),
+        ("token", "short", "rotation.token"),
+    ],
+)
+def test_a_tampered_state_is_refused(world: World, path: str, value: object, field: str) -> None:
+    from rotation.errors import InvalidRequest
+
+    state = drive(world, crash_after=2).state
+    state = json.loads(json.dumps(state))
+    state["rotation"][path] = value
+    with pytest.raises(InvalidRequest) as raised:
+        handler("verify_key")(state)
+    assert str(raised.value).startswith(f"{field}:"), str(raised.value)

@@ -1,0 +1,331 @@
+"""Single steps: usage check, safety guards, STS verification, throttling, environment, notify, select_due."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
+from conftest import World, drive, handler, settings_dict
+
+# -- check_usage ----------------------------------------------------------------------------------
+
+
+def test_old_key_still_in_use_stops_before_deactivation(world: World) -> None:
+    # GIVEN something used the old key a minute ago (IAM records it with 15-minute granularity)
+    (old_key,) = world.iam_keys()
+    world.mark_used(old_key, datetime.now(UTC) - timedelta(minutes=1), service="s3", region="eu-west-1")
+    # WHEN the rotation reaches check_usage
+    run = drive(world)
+    # THEN it stops, naming the service and region, and the old key stays Active
+    assert run.error is not None and run.error["name"] == "OldKeyStillInUse"
+    assert "service s3 in region eu-west-1" in run.error["message"]
+    assert world.iam_keys()[old_key] == "Active"
+    assert "deactivate" not in run.ran
+
+
+def test_old_key_used_long_before_the_cutover_is_fine(world: World) -> None:
+    (old_key,) = world.iam_keys()
+    world.mark_used(old_key, datetime.now(UTC) - timedelta(hours=2))
+    run = drive(world)
+    assert run.error is None, run.error
+
+
+def test_check_usage_reports_the_last_use(world: World) -> None:
+    (old_key,) = world.iam_keys()
+    used = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    world.mark_used(old_key, used, service="sts", region="us-east-2")
+    state = drive(world, crash_after=6).state  # .. check_distribution
+    result = handler("check_usage")(state)
+    assert result["usage"] == {
+        "checked": True,
+        "last_used_at": used.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "service": "sts",
+        "region": "us-east-2",
+    }
+
+
+# -- guards: the old key is only retired when it is safe -----------------------------------------
+
+
+def test_deactivate_refuses_until_every_server_confirmed(world: World) -> None:
+    from rotation.errors import StateConflict
+
+    (old_key,) = world.iam_keys()
+    state = drive(world, crash_after=5).state  # distributed, not yet confirmed
+    with pytest.raises(StateConflict, match="not every server confirmed"):
+        handler("deactivate")(state)
+    assert world.iam_keys()[old_key] == "Active"
+
+
+def test_deactivate_refuses_before_promotion_even_in_emergency(world: World) -> None:
+    from rotation.errors import StateConflict
+
+    (old_key,) = world.iam_keys()
+    state = drive(world, mode="emergency", crash_after=3).state  # created + verified, not promoted
+    with pytest.raises(StateConflict, match="AWSCURRENT is not the new key"):
+        handler("deactivate")(state)
+    assert world.iam_keys()[old_key] == "Active"
+
+
+def test_delete_refuses_an_active_old_key(world: World) -> None:
+    from rotation.errors import StateConflict
+
+    (old_key,) = world.iam_keys()
+    state = drive(world, crash_after=6).state  # confirmed, old key still Active
+    with pytest.raises(StateConflict, match="it is Active"):
+        handler("delete")(state)
+    assert world.iam_keys()[old_key] == "Active"
+
+
+def test_steps_refuse_to_run_in_a_dry_run(world: World) -> None:
+    from rotation.errors import InvalidRequest
+
+    state = {"input": {"user": "svc-web", "mode": "dry_run"}, "execution_id": "e-dry"}
+    state["rotation"] = handler("prepare")(state)
+    before = world.iam_keys()
+    with pytest.raises(InvalidRequest, match="dry run"):
+        handler("create_key")(state)
+    assert world.iam_keys() == before
+
+
+# -- verify_key ----------------------------------------------------------------------------------
+
+
+def test_new_key_not_yet_valid_is_retried_by_the_machine(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN STS rejects the new key twice while IAM propagates it
+    from handlers import _clients
+    from rotation.errors import NewKeyNotYetValid
+
+    attempts: list[str] = []
+    real = _clients.sts_with
+
+    def propagating(credentials: Any) -> Any:
+        attempts.append(credentials.access_key_id)
+        client = real(credentials)
+        if len(attempts) <= 2:
+            stub = Stubber(client)
+            stub.add_client_error("get_caller_identity", "InvalidClientTokenId", "not yet", 403)
+            stub.activate()
+        return client
+
+    monkeypatch.setattr(_clients, "sts_with", propagating)
+    state = drive(world, crash_after=2).state
+    # WHEN verify_key runs THEN it raises the retryable error until the key works
+    for _ in range(2):
+        with pytest.raises(NewKeyNotYetValid, match=state["rotation"]["new_key_id"]):
+            handler("verify_key")(state)
+    assert handler("verify_key")(state) == state["rotation"]
+    assert attempts == [state["rotation"]["new_key_id"]] * 3
+
+
+def test_verify_key_signs_with_the_new_key(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from handlers import _clients
+
+    seen: list[str] = []
+    real = _clients.sts_with
+
+    def spy(credentials: Any) -> Any:
+        seen.append(credentials.access_key_id)
+        assert credentials.secret_access_key not in repr(credentials)
+        return real(credentials)
+
+    monkeypatch.setattr(_clients, "sts_with", spy)
+    run = drive(world)
+    assert seen == [run.rotation["new_key_id"]]
+
+
+# -- throttling ----------------------------------------------------------------------------------
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self.body
+
+
+THROTTLED = (
+    b"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded"
+    b"</Message></Error><RequestId>1</RequestId></ErrorResponse>"
+)
+
+
+def test_iam_throttling_is_retried(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN IAM throttles the first two requests of every client the handlers create
+    import botocore.retries.standard
+    from handlers import _clients
+
+    monkeypatch.setattr(botocore.retries.standard.ExponentialBackoff, "delay_amount", lambda self, ctx: 0)
+    throttled: list[str] = []
+    real_iam = _clients.iam
+
+    def throttling_iam() -> Any:
+        client = real_iam()
+        budget = [2]
+
+        def throttle(request: Any, **_: Any) -> AWSResponse | None:
+            if budget[0] > 0:
+                budget[0] -= 1
+                throttled.append(request.url)
+                return AWSResponse(request.url, 400, {}, _Raw(THROTTLED))
+            return None
+
+        client.meta.events.register("before-send.iam", throttle)
+        return client
+
+    monkeypatch.setattr(_clients, "iam", throttling_iam)
+    # WHEN a rotation runs THEN it completes anyway
+    run = drive(world)
+    assert run.error is None, run.error
+    assert len(throttled) >= 10  # two per IAM-using step, all absorbed by the client's retries
+
+
+def test_client_factory_uses_standard_retries() -> None:
+    from handlers import _clients
+
+    assert _clients.RETRIES.retries == {"mode": "standard", "total_max_attempts": 8}
+
+
+# -- lock takeover -------------------------------------------------------------------------------
+
+
+def test_execution_running_asks_step_functions() -> None:
+    from handlers import _clients
+    from moto import mock_aws
+
+    with mock_aws():
+        sfn = boto3.client("stepfunctions")
+        iam = boto3.client("iam")
+        role = iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        machine = sfn.create_state_machine(
+            name="m",
+            roleArn=role,
+            definition=json.dumps(
+                {"StartAt": "w", "States": {"w": {"Type": "Wait", "Seconds": 3600, "End": True}}}
+            ),
+        )
+        running = sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name="x")["executionArn"]
+        assert _clients.execution_running(running) is True
+        sfn.stop_execution(executionArn=running)
+        assert _clients.execution_running(running) is False
+        gone = running.rsplit(":", 1)[0] + ":never-started"
+        assert _clients.execution_running(gone) is False
+
+
+# -- environment ---------------------------------------------------------------------------------
+
+
+def test_missing_environment_is_named(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rotation.errors import InvalidEnvironment
+
+    monkeypatch.delenv("LOCK_TABLE")
+    with pytest.raises(InvalidEnvironment, match="LOCK_TABLE is not set"):
+        handler("prepare")({"input": {"user": "svc-web"}, "execution_id": "e"})
+
+
+def test_malformed_environment_is_named(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rotation.errors import InvalidEnvironment
+
+    monkeypatch.setenv("TOPIC_ARN", "not-an-arn")
+    with pytest.raises(InvalidEnvironment, match="TOPIC_ARN is malformed"):
+        handler("notify")({"input": {"user": "svc-web"}})
+
+
+def test_relative_settings_path_is_found_under_the_task_root(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    root = tmp_path / "task"
+    root.mkdir()
+    (root / "settings.json").write_text(json.dumps(settings_dict()))
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", str(root))
+    monkeypatch.setenv("SETTINGS_PATH", "settings.json")
+    assert handler("select_due")({})["checked"] == 1
+
+
+def test_invalid_bundled_settings_fail_loudly(world: World) -> None:
+    from rotation.errors import InvalidSettings
+
+    data = settings_dict()
+    data["users"][0]["profile"] = "bad profile"
+    world.write_settings(data)
+    with pytest.raises(InvalidSettings, match=r"users\[0\]\.profile"):
+        handler("select_due")({})
+
+
+# -- notify / rollback without a rotation --------------------------------------------------------
+
+
+def test_rollback_and_notify_after_prepare_failed(world: World) -> None:
+    error = {"Error": "SecretMissing", "Cause": json.dumps({"errorMessage": "secret 'x' does not exist"})}
+    state = {"input": {"user": "svc-web"}, "execution_id": "e", "error": error}
+    state["rotation"] = handler("rollback")(state)
+    assert state["rotation"]["outcome"] == "failed" and world.lock_owner() is None
+    result = handler("notify")(state)
+    (message,) = world.messages()
+    assert "Error: SecretMissing: secret 'x' does not exist" in message
+    assert result["notification"]["subject"] == "Key rotation of svc-web: failed"
+
+
+# -- select_due ----------------------------------------------------------------------------------
+
+
+def test_select_due_picks_managed_users_with_old_keys(world: World) -> None:
+    # GIVEN svc-web's key is 100 days old (max 90), svc-db's is new, and many unmanaged users exist
+    (web_key,) = world.iam_keys()
+    world.age_key("svc-web", web_key, days=100)
+    world.add_user("svc-db")
+    for i in range(130):
+        world.iam.create_user(UserName=f"human-{i}", Path="/humans/")
+    world.iam.create_user(UserName="svc-other", Path="/keyrotation/")  # managed path, not in settings
+    world.iam.create_access_key(UserName="svc-other")
+    # WHEN the scheduled run asks THEN only svc-web is due
+    result = handler("select_due")({})
+    assert result == {"due": [{"user": "svc-web", "mode": "standard"}], "checked": 2, "not_in_iam": []}
+
+
+def test_select_due_honours_per_user_max_age_and_reports_missing_users(world: World) -> None:
+    (web_key,) = world.iam_keys()
+    world.age_key("svc-web", web_key, days=10)
+    world.write_settings(settings_dict(max_key_age_days=7))
+    result = handler("select_due")({})
+    assert result["due"] == [{"user": "svc-web", "mode": "standard"}]
+    assert result["not_in_iam"] == ["svc-db"]
+
+
+def test_select_due_ignores_inactive_old_keys(world: World) -> None:
+    (web_key,) = world.iam_keys()
+    world.age_key("svc-web", web_key, days=200)
+    world.iam.update_access_key(UserName="svc-web", AccessKeyId=web_key, Status="Inactive")
+    assert handler("select_due")({})["due"] == []
+
+
+# -- the leak watch itself -----------------------------------------------------------------------
+
+
+def test_leak_watch_catches_a_logged_secret(world: World, leak_watch: Any) -> None:
+    key = world.iam.create_access_key(UserName="svc-web")["AccessKey"]
+    logging.getLogger("anything").warning("oops %s", key["SecretAccessKey"])
+    assert leak_watch.findings() == ["log record of anything: contains a secret access key"]
+    leak_watch.forget()
+
+
+def test_leak_watch_sees_handler_results_and_errors(world: World, leak_watch: Any) -> None:
+    drive(world, crash_after=2)
+    assert any(where == "create_key returned" for where, _ in leak_watch.texts)
+    with pytest.raises(ClientError):
+        world.iam.get_user(UserName="nobody")
+    leak_watch.secrets.add("planted-secret")
+    leak_watch.see("create_key returned", {"value": "planted-secret"})
+    assert leak_watch.findings() == ["create_key returned: contains a secret access key"]
+    leak_watch.forget()
