@@ -350,7 +350,8 @@ class RotationWorkflows(Construct):
             self,
             "rotation_failed",
             state_name="rotation_failed",
-            parameters={"user.$": "$.input.user", "status": "FAILED", "error.$": "$.error.Error"},
+            parameters={"user.$": "$.input.user", "status": "FAILED", "error.$": "$.error.Error",
+                        "cause.$": "$.error.Cause"},
         )
         start_rotation.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
 
