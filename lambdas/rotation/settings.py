@@ -46,17 +46,18 @@ __all__ = [
 # IAM user names: [\w+=,.@-]{1,64}, written out in ASCII (Python's \w is Unicode-aware, Go's is not).
 USER_NAME_PATTERN = r"^[A-Za-z0-9_+=,.@-]{1,64}$"
 MANAGED_PATH_PATTERN = r"^/([A-Za-z0-9_+=,.@-]+/)*$"
-# Absolute path; every segment may start with at most one dot, so `.`, `..` and `..x` are impossible.
-CREDENTIALS_FILE_PATTERN = r"^(/\.?[A-Za-z0-9_@+-][A-Za-z0-9_.@+-]*)+$"
-PROFILE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
-# A file name in the agent's hooks directory; must not start with a dot (no `.`/`..` escapes).
-RELOAD_HOOK_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"
-# Portable POSIX user name (useradd's default rule, without the Samba `$` suffix).
-FILE_OWNER_PATTERN = r"^[a-z_][a-z0-9_-]{0,31}$"
+# Absolute Linux path of ≤ 16 segments of ≤ 60 characters; a segment may start with at most one dot, so `.`,
+# `..` and `..x` are impossible. (The document's pattern also admits Windows drive paths; this is a subset.)
+CREDENTIALS_FILE_PATTERN = r"^(/\.?[A-Za-z0-9_@+-][A-Za-z0-9._@+-]{0,59}){1,16}$"
+PROFILE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# A file name in the agent's hooks directory; starts with a letter or digit (no `.`/`..` escapes).
+RELOAD_HOOK_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# Portable POSIX user name.
+FILE_OWNER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$"
 INSTANCE_ID_PATTERN = r"^(mi-[0-9a-f]{17}|i-[0-9a-f]{8,17})$"
 SERVER_GROUP_PATTERN = r"^[a-z0-9-]{1,32}$"
-# Secrets Manager names: letters, digits and /_+=.@-
-SECRET_ID_PATTERN = r"^[A-Za-z0-9/_+=.@-]{1,512}$"  # noqa: S105 (a name pattern)
+# Secrets Manager names: letters, digits and /_+=.@-, starting with a letter or digit (as the document wants).
+SECRET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9/_+=.@-]{0,511}$"  # noqa: S105 (a name pattern)
 SECRET_PREFIX_PATTERN = r"^[A-Za-z0-9/_+=.@-]{0,256}$"  # noqa: S105
 TAG_KEY_PATTERN = r"^[A-Za-z0-9 _.:/=+@-]{1,128}$"
 TAG_VALUE_PATTERN = r"^[A-Za-z0-9 _.:/=+@-]{1,256}$"
@@ -336,10 +337,11 @@ def _user(data: Any, path: str, group_names: set[str], secret_prefix: str) -> Us
         raise InvalidSettings(f"{path}.credentials_file: must be an absolute path")
     if any(part in {".", ".."} for part in credentials_file.split("/")):
         raise InvalidSettings(f"{path}.credentials_file: must not contain . or .. segments")
-    if len(credentials_file) > 4096 or not re.fullmatch(CREDENTIALS_FILE_PATTERN, credentials_file):
-        raise InvalidSettings(f"{path}.credentials_file: must be a plain absolute file path "
-                              "(letters, digits, _@+-. ; no trailing slash)")
-    profile = _string(raw["profile"], f"{path}.profile", PROFILE_PATTERN, "[A-Za-z0-9_.-]{1,64}")
+    if not re.fullmatch(CREDENTIALS_FILE_PATTERN, credentials_file):
+        raise InvalidSettings(f"{path}.credentials_file: must be a plain absolute file path (letters, "
+                              "digits, _@+-. ; at most 16 parts of at most 60 characters; no trailing slash)")
+    profile = _string(raw["profile"], f"{path}.profile", PROFILE_PATTERN,
+                      "[A-Za-z0-9_.-]{1,64} starting with a letter or digit")
     if credentials_file == AGENT_CREDENTIALS_FILE and profile == AGENT_PROFILE:
         raise InvalidSettings(f"{path}.profile: the default profile of {AGENT_CREDENTIALS_FILE} belongs to "
                               "the SSM Agent, which overwrites it; use a named profile or another file")
@@ -347,7 +349,7 @@ def _user(data: Any, path: str, group_names: set[str], secret_prefix: str) -> Us
     if reload_hook is not None:
         reload_hook = _string(reload_hook, f"{path}.reload_hook", RELOAD_HOOK_PATTERN,
                               "a file name in the agent's hooks directory "
-                              "([A-Za-z0-9_.-]{1,64}, no leading dot)")
+                              "([A-Za-z0-9_.-]{1,64}, starting with a letter or digit)")
     max_age = raw.get("max_key_age_days")
     if max_age is not None:
         max_age = _int(max_age, f"{path}.max_key_age_days", minimum=1)

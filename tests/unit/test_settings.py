@@ -119,6 +119,12 @@ BAD_VALUES = [
     ("users[0].reload_hook", "restart app", "users[0].reload_hook:"),
     ("users[0].reload_hook", 5, "users[0].reload_hook:"),
     ("users[0].file_owner", "App User", "users[0].file_owner:"),
+    ("users[0].file_owner", "x" * 33, "users[0].file_owner:"),
+    ("users[0].profile", ".hidden", "users[0].profile:"),
+    ("users[0].reload_hook", "-rf", "users[0].reload_hook:"),
+    ("users[0].credentials_file", "/" + "a" * 61, "users[0].credentials_file:"),
+    ("users[0].credentials_file", "/a" * 17, "users[0].credentials_file:"),
+    ("secret_prefix", "/keyrotation/", "users[0].name: secret_prefix + name is not a valid secret name"),
     ("users[0].file_owner", "-app", "users[0].file_owner:"),
     ("users[0].server_group", "nope", "users[0].server_group: no server group named 'nope'"),
     ("users[0].max_key_age_days", 0, "users[0].max_key_age_days:"),
@@ -215,3 +221,28 @@ def test_ordinary_credentials_paths_are_accepted(path: str) -> None:
     data = valid()
     data["users"][0]["credentials_file"] = path
     assert load_settings(data).users[0].credentials_file == path
+
+
+def _document_patterns() -> dict[str, str]:
+    document = yaml.safe_load((REPO / "ssm_documents" / "rotate-access-key.yaml").read_text())
+    return {name: spec["allowedPattern"] for name, spec in document["parameters"].items()}
+
+
+def test_every_value_the_settings_accept_passes_the_documents_patterns() -> None:
+    # GIVEN settings accepted by the validator (the shipped file and the test variants)
+    if not (REPO / "ssm_documents" / "rotate-access-key.yaml").exists():
+        pytest.skip("the Run Command document is not in this checkout")
+    patterns = _document_patterns()
+    samples = [yaml.safe_load((REPO / "config" / "settings.yaml").read_text()), valid()]
+    for data in samples:
+        settings = load_settings(data)
+        for user in settings.users:
+            # WHEN the engine sends them as parameters THEN SendCommand's allowedPattern accepts them
+            values = {"SecretId": settings.secret_id(user), "CredentialsFile": user.credentials_file,
+                      "Profile": user.profile, "FileOwner": user.file_owner,
+                      "ReloadHook": user.reload_hook or ""}
+            for name, value in values.items():
+                assert re.fullmatch(patterns[name], value), (name, value)
+    # AND our own patterns are never looser than the document's on the shared parameters
+    for ours, theirs in [("PROFILE_PATTERN", "Profile"), ("FILE_OWNER_PATTERN", "FileOwner")]:
+        assert getattr(settings_module, ours) == patterns[theirs]
