@@ -1077,8 +1077,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     secrets = []  # type: List[str]
     try:
         params = read_parameters(sys.argv[1:] if argv is None else argv)
+        validate_parameters(params)  # before any value is echoed in the result line
         result.update(action=params["Action"], profile=params["Profile"], file=params["CredentialsFile"])
-        validate_parameters(params)
         refuse_ssm_agent_file(params["CredentialsFile"], params["Profile"])
         if params["Action"] == "rotate":
             rotate(params, result, secrets)

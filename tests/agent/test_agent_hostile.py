@@ -184,4 +184,5 @@ def test_agent_flags_with_injections_run_nothing(
     for value in HOSTILE[name][:10]:
         run = server.run(server.params(identity, **{name: value}), via="flags")
         assert (run.code, run.result["error"]) == (2, "invalid_parameter"), (name, value)
+        assert value not in run.stdout, "a rejected value must not be echoed into the result line"
         assert not canary.exists()
