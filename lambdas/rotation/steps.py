@@ -87,9 +87,13 @@ def prepare(
     secret_id = settings.secret_id(user)
     state = secrets.read_state(sm, secret_id)
     held = lock.read(table, user.name)
-    plan = classify(
-        user.name, keys.list_keys(iam, user.name), state, held.creating.started_at if held.creating else None
-    )
+    user_keys = keys.list_keys(iam, user.name)
+    plan = classify(user.name, user_keys, state, held.creating.started_at if held.creating else None)
+    resume_from = plan.resume_from
+    old_active = any(key.key_id == plan.old_key_id and key.active for key in user_keys)
+    if request.mode == "emergency" and resume_from == "distribute" and old_active:
+        # The old key is believed leaked: it goes Inactive before the fleet is touched again.
+        resume_from = "deactivate"
     group = settings.group(user.server_group)
     targets = resolve_targets(ssm, group)
     allow_offline = request.allow_offline if request.allow_offline is not None else user.allow_offline
@@ -107,7 +111,7 @@ def prepare(
         old_key_id=plan.old_key_id,
         new_key_id=plan.new_key_id,
         new_version_id=plan.new_version_id,
-        resume_from=plan.resume_from,
+        resume_from=resume_from,
         classification=plan.classification,
         targets=targets.online,
         waits=waits,
@@ -127,7 +131,7 @@ def prepare(
             rotation,
             resume_from="done",
             outcome="dry_run",
-            plan=(*notes, f"dry run: a real run would start at {plan.resume_from}"),
+            plan=(*notes, f"dry run: a real run would start at {resume_from}"),
         )
     lock.acquire(
         table,

@@ -205,3 +205,15 @@ def test_a_step_of_an_execution_that_lost_its_lock_stops(world: World) -> None:
     drive(world, crash_after=1)  # a newer execution took the lock over
     with pytest.raises(RotationInProgress):
         handler("promote")(first.state)
+
+
+def test_emergency_run_resuming_a_promoted_rotation_deactivates_first(world: World) -> None:
+    # GIVEN a standard rotation died after promotion; the old key is now believed leaked
+    (old_key,) = world.iam_keys()
+    drive(world, crash_after=4)
+    # WHEN an emergency run starts
+    run = drive(world, mode="emergency")
+    # THEN it deactivates the old key before distributing, then finishes
+    assert run.error is None, run.error
+    assert run.ran == ["prepare", "deactivate", "distribute", "check_distribution", "delete", "notify"]
+    assert old_key not in world.iam_keys()
