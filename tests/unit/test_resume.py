@@ -217,3 +217,15 @@ def test_emergency_run_resuming_a_promoted_rotation_deactivates_first(world: Wor
     assert run.error is None, run.error
     assert run.ran == ["prepare", "deactivate", "distribute", "check_distribution", "delete", "notify"]
     assert old_key not in world.iam_keys()
+
+
+def test_an_expired_lock_is_taken_over_even_if_its_owner_still_runs(world: World) -> None:
+    # GIVEN an execution that still runs but whose lock expired long ago
+    other = drive(world, crash_after=1)
+    world.running.add(other.execution_id)
+    world.ddb.update_item(TableName=world.table, Key={"user": {"S": "svc-web"}},
+                          UpdateExpression="SET expires_at = :past", ExpressionAttributeValues={":past": {"N": "1"}})
+    # WHEN a new rotation starts THEN it takes the lock and completes
+    run = drive(world)
+    assert run.error is None, run.error
+    assert world.lock_owner() is None
