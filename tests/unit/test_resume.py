@@ -223,8 +223,12 @@ def test_an_expired_lock_is_taken_over_even_if_its_owner_still_runs(world: World
     # GIVEN an execution that still runs but whose lock expired long ago
     other = drive(world, crash_after=1)
     world.running.add(other.execution_id)
-    world.ddb.update_item(TableName=world.table, Key={"user": {"S": "svc-web"}},
-                          UpdateExpression="SET expires_at = :past", ExpressionAttributeValues={":past": {"N": "1"}})
+    world.ddb.update_item(
+        TableName=world.table,
+        Key={"user": {"S": "svc-web"}},
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": {"N": "1"}},
+    )
     # WHEN a new rotation starts THEN it takes the lock and completes
     run = drive(world)
     assert run.error is None, run.error
