@@ -39,14 +39,15 @@ class UserSecrets(Construct):
                 secret_name=settings.secret_id(user),
                 description=f"Current IAM access key of {user.name} (managed by the key-rotation system)",
                 encryption_key=self.key,
-                secret_string_value=None,
                 removal_policy=RemovalPolicy.RETAIN,
             )
-            # A placeholder without key material; see the class docstring.
-            secret_resource = secret.node.default_child
-            assert isinstance(secret_resource, secretsmanager.CfnSecret)  # noqa: S101 (narrowing)
-            secret_resource.generate_secret_string = None
-            secret_resource.secret_string = json.dumps({"user": user.name}, sort_keys=True)
+            # The L2 Secret would generate a random string; store a placeholder without key material instead
+            # (the engine treats a value without aws_access_key_id as "no key stored yet").
+            resource = secret.node.default_child
+            if not isinstance(resource, secretsmanager.CfnSecret):
+                raise TypeError(f"{secret.node.path}: expected an AWS::SecretsManager::Secret")
+            resource.generate_secret_string = None
+            resource.secret_string = json.dumps({"user": user.name}, sort_keys=True)
             acknowledge(
                 secret,
                 "AwsSolutions-SMG4",

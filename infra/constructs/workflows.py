@@ -131,7 +131,8 @@ class RotationWorkflows(Construct):
                               removal_policy=RemovalPolicy.DESTROY)
         return sfn.LogOptions(destination=group, level=sfn.LogLevel.ALL, include_execution_data=False)
 
-    def _step(self, step: str) -> tasks.LambdaInvoke:
+    def _step(self, step: str, *, result_path: str = "$.rotation") -> tasks.LambdaInvoke:
+        """A Task running `step`'s Lambda on the whole state, its result at `result_path`."""
         self._invoked.add(step)
         task = tasks.LambdaInvoke(
             self,
@@ -140,7 +141,7 @@ class RotationWorkflows(Construct):
             lambda_function=self._functions[step],
             payload_response_only=True,
             retry_on_service_exceptions=False,
-            result_path="$.rotation",
+            result_path=result_path,
         )
         task.add_retry(errors=list(TRANSIENT_LAMBDA_ERRORS), interval=Duration.seconds(2), max_attempts=6,
                        backoff_rate=2, jitter_strategy=sfn.JitterType.FULL)
@@ -307,18 +308,7 @@ class RotationWorkflows(Construct):
     def _scheduled_definition(self, max_parallel_users: int) -> sfn.IChainable:
         failed = sfn.Fail(self, "scheduled_failed", state_name="failed",
                           comment="Selecting or starting the due rotations failed")
-        self._invoked.add("select_due")
-        select_due = tasks.LambdaInvoke(
-            self,
-            "select_due",
-            state_name="select_due",
-            lambda_function=self._functions["select_due"],
-            payload_response_only=True,
-            retry_on_service_exceptions=False,
-            result_path="$.selection",
-        )
-        select_due.add_retry(errors=list(TRANSIENT_LAMBDA_ERRORS), interval=Duration.seconds(2),
-                             max_attempts=6, backoff_rate=2, jitter_strategy=sfn.JitterType.FULL)
+        select_due = self._step("select_due", result_path="$.selection")
         select_due.add_catch(failed, errors=["States.ALL"], result_path="$.error")
 
         # select_due returns {"due": [<rotation execution input>, ...], ...}. Each child execution is named
