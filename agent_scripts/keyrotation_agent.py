@@ -602,10 +602,20 @@ def rewrite_profile(text: str, profile: str, key_id: str, secret: str) -> str:
         insert_at = last_in_section
         while insert_at in drop:
             insert_at -= 1
-        owner_line = (
-            kinds[insert_at][2] if kinds[insert_at][0] in ("option", "continuation") else header_index
-        )
-        indent = re.match(r"[ \t]*", lines[owner_line if owner_line is not None else header_index]).group(0)
+        # configparser reads a line indented deeper than the current option as its continuation. So our
+        # lines take the indentation of the option in effect (they must not continue it); right after the
+        # header, that of the next line that counts (which must not continue ours).
+        in_effect = kinds[insert_at][2]
+        if in_effect is not None:
+            reference = lines[in_effect]
+        else:
+            following = [
+                lines[i]
+                for i in range(insert_at + 1, len(lines))
+                if i not in drop and kinds[i][0] not in ("blank", "comment")
+            ]
+            reference = following[0] if following else lines[header_index]
+        indent = re.match(r"[ \t]*", reference).group(0)
         added = [indent + name + " = " + wanted[name] + eol for name in missing]
         if not line_ending(out[insert_at]):
             out[insert_at] += eol
