@@ -350,7 +350,7 @@ class Directory:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
                 self._lock_handle = handle
                 return
             except OSError:
@@ -590,7 +590,7 @@ def rewrite_profile(text: str, profile: str, key_id: str, secret: str) -> str:
             else:
                 out[index] = replace_value(lines[index], wanted[name])
                 found.add(name)
-        else:  # a continuation of one of our options: it goes, with the blanks/comments inside the value
+        elif start is not None:  # a continuation of one of our options: it goes, with blanks/comments inside
             drop.update(range(start + 1, index + 1))
     # The option's extent may end without newline at EOF; a replaced option line keeps its own ending.
     if any(line_ending(lines[i]) == "" for i in drop) and drop:
@@ -615,7 +615,7 @@ def rewrite_profile(text: str, profile: str, key_id: str, secret: str) -> str:
                 if i not in drop and kinds[i][0] not in ("blank", "comment")
             ]
             reference = following[0] if following else lines[header_index]
-        indent = re.match(r"[ \t]*", reference).group(0)
+        indent = reference[: len(reference) - len(reference.lstrip(" \t"))]
         added = [indent + name + " = " + wanted[name] + eol for name in missing]
         if not line_ending(out[insert_at]):
             out[insert_at] += eol
