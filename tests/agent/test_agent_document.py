@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import subprocess
 import zlib
@@ -125,7 +124,7 @@ def _agent_module() -> Any:
 
 
 def test_linux_step_rotates_a_file_end_to_end(
-    document: dict[str, Any], server: Server, identity: Identity
+    document: dict[str, Any], server: Server, identity: Identity, tmp_path: Path
 ) -> None:
     # GIVEN a server whose app profile holds the old key, and the secret's AWSCURRENT holds a new one
     old_key = identity.key_id
@@ -133,6 +132,9 @@ def test_linux_step_rotates_a_file_end_to_end(
         server, f"[app]\naws_access_key_id = {old_key}\naws_secret_access_key = x\n".encode()
     )
     identity.rotate_secret()
+    temp = tmp_path / "tmp"  # mktemp -d honours TMPDIR: the step's private copy of the agent goes here
+    temp.mkdir()
+    server.env["TMPDIR"] = str(temp)
     # WHEN the Linux step runs under sh with the engine's parameters
     proc = run_linux_step(
         document, server.path("/var/lib/amazon/ssm/doc"), ssm_env(server, server.params(identity))
@@ -153,8 +155,13 @@ def test_linux_step_rotates_a_file_end_to_end(
     assert proc.returncode == 0, proc.stderr
     assert parse_single_result(proc.stdout)["action"] == "verify"
     assert path.read_bytes() == before
-    # AND the temporary copy of the agent is gone
-    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("tmp*/keyrotation_agent.py"))
+    # AND the temporary copies of the agent are gone (from where mktemp put them)
+    probe = subprocess.run(
+        ["mktemp", "-d"], env={"TMPDIR": str(temp)}, capture_output=True, text=True, check=True
+    )
+    assert probe.stdout.startswith(str(temp))
+    Path(probe.stdout.strip()).rmdir()
+    assert list(temp.iterdir()) == []
 
 
 def test_linux_step_failure_exits_non_zero_with_the_agent_code(
