@@ -85,8 +85,7 @@ class Report:
             "old_key_ids": [u.old_key_id for u in self.users],
             "new_key_ids": [u.new_key_id for u in self.users if u.new_key_id],
             "old_keys_deleted": [u.old_key_id for u in self.users if u.old_key == "deleted"],
-            "blocked_servers": sorted({i for u in self.users for i, s in u.servers.items()
-                                       if not s.startswith("ok")} if self.result != "rotated" else set()),
+            "blocked_servers": sorted(i for u in self.users for i, s in u.servers.items() if _blocking(s)),
             "invariants": "ok" if not self.violations else self.violations,
             "seconds": round(self.seconds, 2),
         }
@@ -221,6 +220,7 @@ class Sandbox:
     # ------------------------------------------------------------------------------------- report
 
     def report(self, started: float, extra_texts: dict[str, str] | None = None) -> Report:
+        self.fleet.wait_idle()
         users = [self._user_report(u) for u in self.deployment.settings["users"]]
         violations = invariants.check_all(self.emulator, self.deployment, self.fleet, extra_texts)
         results = {u.result for u in users}
@@ -257,11 +257,13 @@ class Sandbox:
         state = _final_state(sfn.get_execution_history(executionArn=execution)["events"])
         rotation = state.get("rotation") or {}
         error = state.get("error") or {}
-        report.error, report.cause = error.get("Error"), error.get("Cause")
+        report.error, report.cause = error.get("Error"), _cause(error.get("Cause"))
         distribution = rotation.get("distribution") or {}
         report.confirmed = int(distribution.get("confirmed", 0))
         report.total = int(distribution.get("total", report.total) or report.total)
         report.servers = self._server_status(group, rotation)
+        if report.status != "SUCCEEDED":  # the failing step did not return its distribution
+            report.confirmed = sum(status.startswith("ok") for status in report.servers.values())
         if report.status == "SUCCEEDED" and report.old_key == "deleted" and new and keys[new] == "Active":
             report.result = "rotated"
         elif report.status != "SUCCEEDED" and report.old_key == "Active":
@@ -324,11 +326,24 @@ class Sandbox:
         path.write_text(json.dumps(state, indent=2, default=str))
 
 
+def _blocking(status: str) -> bool:
+    """A server that kept a rotation from completing: it failed, or it is offline."""
+    return not status.startswith(("ok", "InProgress", "Pending")) and status != "not contacted (ping Online)"
+
+
 def _json(text: str | None) -> Any:
     try:
         return json.loads(text) if text else None
     except ValueError:
         return None
+
+
+def _cause(cause: str | None) -> str | None:
+    """A Lambda error's Cause is its error JSON: keep the message."""
+    data = _json(cause)
+    if isinstance(data, dict) and "errorMessage" in data:
+        return str(data["errorMessage"])
+    return cause
 
 
 def _user_from_input(description: dict[str, Any]) -> str:

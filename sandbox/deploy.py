@@ -33,8 +33,9 @@ GROUP_TAG = "keyrotation-group"
 CREDENTIALS_FILE = "/home/app/.aws/credentials"
 PROFILE = "app"
 RELOAD_HOOK = "restart-app"
-# The hook the sandbox installs on every server: proves the agent ran it after writing the file.
-HOOK_SCRIPT = '#!/bin/sh\necho "reloaded $(date +%s)" >> "${KEYROTATION_ROOT:-}/var/log/app-reloads.log"\n'
+# The hook the sandbox installs on every server: proves the agent ran it after writing the file. The agent
+# runs hooks with a clean environment, so the server's root is written into the script.
+HOOK_SCRIPT = '#!/bin/sh\necho "reloaded $(date +%s)" >> "{root}/var/log/app-reloads.log"\n'
 
 # Waits for the sandbox (docs/design.md §2): no observation or grace period, 1 s between polls.
 SANDBOX_WAITS = {"verify_interval_seconds": 1, "poll_seconds": 1, "max_polls": 120, "observe_seconds": 0,
@@ -460,7 +461,7 @@ def _install_hook(server: Server, hook: str | None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     for parent in (path.parent, path.parent.parent):
         parent.chmod(0o755)
-    path.write_text(HOOK_SCRIPT)
+    path.write_text(HOOK_SCRIPT.format(root=server.root))
     path.chmod(0o755)
     server.path("/var/log").mkdir(parents=True, exist_ok=True)
 

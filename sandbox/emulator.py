@@ -80,7 +80,6 @@ class Emulator:
             else:
                 os.environ[key] = value
         self._saved_env.clear()
-        patches.cleanup_lambda_code()
         patches.uninstall()
 
     def __enter__(self) -> Emulator:

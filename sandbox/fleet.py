@@ -88,6 +88,8 @@ class Fleet:
         self._pool = ThreadPoolExecutor(max_workers=workers or 2 * (os.cpu_count() or 1),
                                         thread_name_prefix="ssm-agent")
         self.agent_seconds = 0.0  # total wall time spent inside agent processes (for the benchmark)
+        self._in_flight = 0
+        self._idle = threading.Condition(self._lock)
 
     # -------------------------------------------------------------------------------------- servers
 
@@ -205,8 +207,16 @@ class Fleet:
         server = self.servers[request.instance_id]
         if not server.online:
             return False
+        with self._lock:
+            self._in_flight += 1
         self._pool.submit(self._run_safely, server, request, done)
         return True
+
+    def wait_idle(self, timeout: float = 600.0) -> None:
+        """Until every delivered command has finished (a failed rotation does not stop running agents)."""
+        with self._idle:
+            if not self._idle.wait_for(lambda: self._in_flight == 0, timeout=timeout):
+                raise TimeoutError(f"{self._in_flight} agent run(s) still in progress after {timeout:.0f}s")
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -221,7 +231,12 @@ class Fleet:
         except Exception as exc:  # an agent crash still ends the invocation, as on a real node
             now = datetime.datetime.now(datetime.UTC)
             results = [PluginResult("aws:runShellScript", "Failed", 1, "", f"agent error: {exc}", now, now)]
-        done(results)
+        try:
+            done(results)
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
 
     def run_document(self, server: Server, request: RunRequest) -> list[PluginResult]:
         server.runs += 1

@@ -56,11 +56,22 @@ def server_files_hold_active_keys(emulator: Emulator, deployment: Deployment, fl
             if mode & 0o077:
                 problems.append(f"{where}: file mode {mode:o} lets others read it")
             if key_id not in sts_arns:
-                sts = emulator.client("sts", aws_access_key_id=key_id, aws_secret_access_key=secret)
-                sts_arns[key_id] = sts.get_caller_identity()["Arn"]
+                sts_arns[key_id] = _caller_arn(emulator, name, key_id, secret)
             if sts_arns[key_id] != user_arn:
                 problems.append(f"{where}: key {key_id} authenticates as {sts_arns[key_id]}")
     return problems
+
+
+def _caller_arn(emulator: Emulator, user: str, key_id: str, secret: str) -> str:
+    """Who the key signs as. Checking must not look like use: the key's last-used record (which the
+    rotation's check_usage step reads) is put back as it was."""
+    key = next(k for k in emulator.backend("iam").get_user(user).access_keys if k.access_key_id == key_id)
+    last_used = key.last_used
+    try:
+        sts = emulator.client("sts", aws_access_key_id=key_id, aws_secret_access_key=secret)
+        return str(sts.get_caller_identity()["Arn"])
+    finally:
+        key.last_used = last_used
 
 
 def at_most_two_keys(emulator: Emulator, deployment: Deployment) -> list[str]:

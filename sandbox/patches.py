@@ -119,6 +119,10 @@ def _patch_list() -> list[_Patch]:
     from moto.awslambda_simple.models import LambdaSimpleBackend
     from moto.ssm import models as ssm_models
     from moto.ssm.responses import SimpleSystemManagerResponse
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+        StateTaskServiceSfn,
+    )
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
     backend = ssm_models.SimpleSystemManagerBackend
     response = SimpleSystemManagerResponse
@@ -128,6 +132,9 @@ def _patch_list() -> list[_Patch]:
 
     return [
         _Patch(LambdaSimpleBackend, "invoke", add(_lambda_invoke), must_exist=True),
+        _Patch(ExecutionWorker, "_get_evaluation_environment", _wrap_start_time, must_exist=True),
+        _Patch(StateTaskServiceSfn, "_normalise_parameters", _wrap_sfn_parameters, must_exist=True),
+        _Patch(StateTaskServiceSfn, "_normalise_response", add(_sfn_response), must_exist=False),
         _Patch(backend, "send_command", _wrap_send_command, must_exist=True),
         _Patch(backend, "list_commands", _wrap_refreshing, must_exist=True),
         _Patch(ssm_models.Command, "get_invocation", _wrap_get_invocation, must_exist=True),
@@ -147,10 +154,18 @@ def _check_version() -> None:
         raise PatchError(f"sandbox patches target moto {MOTO_VERSION}, found {moto.__version__}: review them")
 
 
+_users = 0  # emulators currently relying on the patches
+
+
 def install() -> None:
-    """Apply every patch (idempotent) and switch moto to executing state machines without Docker."""
+    """Apply every patch and switch moto to executing state machines without Docker.
+
+    Counted: every `install` needs its `uninstall`; the last one restores moto.
+    """
+    global _users
     with _INSTALL_LOCK:
         if _installed:
+            _users += 1
             return
         _check_version()
         patches = _patch_list()
@@ -158,9 +173,10 @@ def install() -> None:
             exists = p.name in vars(p.owner)
             if p.must_exist and not exists:
                 raise PatchError(f"moto changed: {p.owner.__name__}.{p.name} no longer exists")
-            if not p.must_exist and hasattr(p.owner, p.name):
+            if not p.must_exist and exists:
                 raise PatchError(f"moto now has {p.owner.__name__}.{p.name}: drop the sandbox's version")
         _check_error_name_table()
+        _check_sfn_normalisation_missing()
         for p in patches:
             p.original = vars(p.owner).get(p.name)
             setattr(p.owner, p.name, p.make(p.original))
@@ -171,11 +187,16 @@ def install() -> None:
         for section, values in MOTO_CONFIG.items():
             _saved_config[section] = dict(default_user_config.get(section, {}))  # type: ignore[call-overload]
             default_user_config.setdefault(section, {}).update(values)  # type: ignore[misc]
+        _users = 1
 
 
 def uninstall() -> None:
-    """Restore moto exactly as it was before `install`."""
+    """Restore moto exactly as it was before the first `install` (once every user has uninstalled)."""
+    global _users
     with _INSTALL_LOCK:
+        _users = max(0, _users - 1)
+        if _users:
+            return
         while _installed:
             p = _installed.pop()
             if p.original is None:
@@ -188,6 +209,7 @@ def uninstall() -> None:
         for section, values in _saved_config.items():
             default_user_config[section] = values  # type: ignore[literal-required]
         _saved_config.clear()
+    cleanup_lambda_code()
 
 
 def is_installed() -> bool:
@@ -227,6 +249,61 @@ def _uninstall_error_names() -> None:
         table.pop(service, None)
 
 
+def _wrap_start_time(original: Callable[..., Any]) -> Callable[..., Any]:
+    """`$$.Execution.StartTime` is an ISO 8601 string in AWS (`2026-11-22T03:00:00.123Z`); moto puts a
+    datetime there, which breaks intrinsic functions on it (the scheduled machine names executions with
+    `States.StringSplit($$.Execution.StartTime, ':')`)."""
+
+    def get_evaluation_environment(self: Any) -> Any:
+        env = original(self)
+        execution = env.states.context_object.context_object_data["Execution"]
+        start = execution.get("StartTime")
+        if isinstance(start, datetime.datetime):
+            if start.tzinfo is None:
+                start = start.replace(tzinfo=datetime.UTC)
+            utc = start.astimezone(datetime.UTC)
+            execution["StartTime"] = utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+        return env
+
+    return get_evaluation_environment
+
+
+# Step Functions' optimized `states:startExecution[.sync[:2]]` integration takes and returns PascalCase
+# (`StateMachineArn`, `Input`; `ExecutionArn`, `Status`), the boto3 client camelCase. moto's executor (ported
+# from LocalStack) leaves the translation to `_normalise_parameters/_normalise_response`, which are no-ops in
+# moto: the call fails on `Input`, and `$.ExecutionArn`/`$.Status` selectors find nothing.
+
+
+def _check_sfn_normalisation_missing() -> None:
+    import inspect
+
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
+        StateTaskService,
+    )
+
+    for name in ("_normalise_parameters", "_normalise_response"):
+        body = inspect.getsource(getattr(StateTaskService, name)).rstrip()
+        if not body.endswith("pass"):
+            raise PatchError(f"moto now implements StateTaskService.{name}: drop the sandbox's sfn naming patch")
+
+
+def _wrap_sfn_parameters(original: Callable[..., Any]) -> Callable[..., Any]:
+    def normalise_parameters(self: Any, parameters: dict[str, Any], boto_service_name: str | None = None,
+                             service_action_name: str | None = None) -> None:
+        original(self, parameters, boto_service_name=boto_service_name, service_action_name=service_action_name)
+        for key in [k for k in parameters if k[:1].isupper()]:
+            parameters[key[0].lower() + key[1:]] = parameters.pop(key)
+
+    return normalise_parameters
+
+
+def _sfn_response(self: Any, response: Any, boto_service_name: str | None = None,
+                  service_action_name: str | None = None) -> None:
+    if isinstance(response, dict):
+        for key in [k for k in response if k[:1].islower()]:
+            response[key[0].upper() + key[1:]] = response.pop(key)
+
+
 # --------------------------------------------------------------------------------------------------
 # Lambda: run the function's own code in-process.
 # --------------------------------------------------------------------------------------------------
@@ -246,6 +323,31 @@ class LambdaHook(Protocol):
 # Test affordance: callables run before ("before") and after ("after") a handler, by function name.
 # They may raise to simulate a crash of the Lambda runtime around the real handler.
 lambda_hooks: list[LambdaHook] = []
+
+
+class InjectedCrash(Exception):
+    """Test affordance: the Lambda runtime died (after or before the handler did its work)."""
+
+
+@contextlib.contextmanager
+def inject_lambda_crash(function_name_contains: str, phase: str = "after", times: int = 1) -> Iterator[list[str]]:
+    """Make the next `times` invocations of matching functions crash in `phase` (before/after the handler).
+
+    "after" is the nasty case: the step's work is done but Step Functions sees a failure.
+    Yields the list of function names that crashed.
+    """
+    crashed: list[str] = []
+
+    def hook(function_name: str, when: str) -> None:
+        if when == phase and function_name_contains in function_name and len(crashed) < times:
+            crashed.append(function_name)
+            raise InjectedCrash(f"sandbox: injected crash of {function_name} ({phase} the handler)")
+
+    lambda_hooks.append(hook)
+    try:
+        yield crashed
+    finally:
+        lambda_hooks.remove(hook)
 
 
 @dataclass
@@ -333,14 +435,18 @@ def _module_scope(code_dir: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _environment(variables: dict[str, str]) -> Iterator[None]:
-    saved = dict(os.environ)
-    os.environ.clear()
+    """Overlay the function's variables. Never clear os.environ: other threads (moto's executor reading
+    MOTO_PORT, the fleet) read it meanwhile."""
+    saved = {name: os.environ.get(name) for name in variables}
     os.environ.update(variables)
     try:
         yield
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextlib.contextmanager
@@ -356,9 +462,8 @@ def _captured_output(sink: list[str]) -> Iterator[None]:
         sys.stdout, sys.stderr = out, err
 
 
-def _function_env(fn: Any, code_dir: Path, base: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in base.items() if k in ("PATH", "LANG", "TZ", "AWS_ENDPOINT_URL", "HOME")}
-    env.update(
+def _function_env(fn: Any, code_dir: Path) -> dict[str, str]:
+    env = dict(
         {
             "AWS_REGION": fn.region,
             "AWS_DEFAULT_REGION": fn.region,
@@ -415,7 +520,7 @@ def _lambda_invoke(
     sink: list[str] = [f"START RequestId: {request_id} Version: $LATEST\n"]
     with _LAMBDA_LOCK:
         code_dir = _code_dir(fn)
-        env = _function_env(fn, code_dir, dict(os.environ))
+        env = _function_env(fn, code_dir)
         try:
             with _environment(env), _module_scope(code_dir), _captured_output(sink):
                 for hook in list(lambda_hooks):
@@ -441,7 +546,7 @@ def _lambda_invoke(
 
 
 def cleanup_lambda_code() -> None:
-    """Forget extracted function code and warm modules (called when the emulator stops)."""
+    """Forget extracted function code and warm modules (when the last emulator stops)."""
     global _code_root
     import shutil
 

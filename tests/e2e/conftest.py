@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from sandbox import deploy
+from sandbox.demo import Sandbox, Scenario
+from sandbox.deploy import Assembly
 from sandbox.emulator import Emulator
 from sandbox.fleet import Fleet
 
@@ -28,3 +32,35 @@ def fleet(emulator: Emulator, tmp_path: Path) -> Iterator[Fleet]:
     fleet = Fleet(tmp_path / "servers", emulator.endpoint, emulator.region, workers=4)
     yield fleet
     fleet.shutdown()
+
+
+@pytest.fixture(scope="session")
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], tuple[Assembly, dict[str, Any]]]:
+    """Synthesize the real CDK app once per user count (jsii + synth take seconds)."""
+    cache: dict[int, tuple[Assembly, dict[str, Any]]] = {}
+
+    def get(users: int) -> tuple[Assembly, dict[str, Any]]:
+        if users not in cache:
+            workdir = tmp_path_factory.mktemp(f"synth-{users}")
+            settings = deploy.sandbox_settings(users, max_polls=60)
+            path = deploy.write_settings(workdir / "settings.yaml", settings)
+            cache[users] = (deploy.synthesize(path, workdir / "cdk.out"), settings)
+        return cache[users]
+
+    return get
+
+
+@pytest.fixture
+def make_sandbox(emulator: Emulator, synthesized: Callable[[int], tuple[Assembly, dict[str, Any]]],
+                 tmp_path: Path) -> Iterator[Callable[..., Sandbox]]:
+    made: list[Sandbox] = []
+
+    def make(users: int = 1, **scenario: Any) -> Sandbox:
+        assembly, settings = synthesized(users)
+        sandbox = Sandbox(emulator, assembly, settings, tmp_path, Scenario(users=users, **scenario))
+        made.append(sandbox)
+        return sandbox
+
+    yield make
+    for sandbox in made:
+        sandbox.close()

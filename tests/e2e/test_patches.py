@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import time
 import zipfile
 from typing import Any
@@ -151,3 +152,18 @@ def test_aws_sdk_ssm_errors_use_the_aws_error_name(emulator: Emulator, fleet: An
     }
     result = _run(emulator, definition, {})
     assert result["status"] == "SUCCEEDED", result
+
+
+def test_execution_start_time_is_an_iso_string_like_aws(emulator: Emulator) -> None:
+    definition = {
+        "StartAt": "Name",
+        "States": {"Name": {"Type": "Pass", "End": True, "Parameters": {
+            "start.$": "$$.Execution.StartTime",
+            "hour.$": "States.ArrayGetItem(States.StringSplit($$.Execution.StartTime, ':'), 0)",
+        }}},
+    }
+    result = _run(emulator, definition, {})
+    assert result["status"] == "SUCCEEDED", result
+    output = json.loads(result["output"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", output["start"])
+    assert output["hour"] == output["start"].split(":")[0]

@@ -1,0 +1,142 @@
+"""End to end: the synthesized state machines, the real handlers, document and agent, on simulated servers."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sandbox import deploy, invariants, patches
+from sandbox.demo import Report, Sandbox
+
+
+def _run(sandbox: Sandbox, *users: str) -> Report:
+    started = time.monotonic()
+    for user in users:
+        sandbox.start_rotation(user)
+    if not users:
+        sandbox.start()
+    sandbox.follow(timeout=120)
+    return sandbox.report(started)
+
+
+def _held_key(sandbox: Sandbox, instance_id: str, user: str) -> str:
+    settings = sandbox.deployment.user(user)
+    held = sandbox.fleet.read_credentials(sandbox.fleet.servers[instance_id], settings["credentials_file"],
+                                          settings["profile"])
+    assert held is not None
+    return held[0]
+
+
+def test_one_user_five_servers(make_sandbox: Callable[..., Sandbox]) -> None:
+    # GIVEN one user whose key is on 5 servers
+    sandbox = make_sandbox(users=1, servers=5)
+    # WHEN the rotation machine runs
+    report = _run(sandbox)
+    # THEN the key is rotated everywhere and the old one deleted
+    [user] = report.users
+    assert report.result == "rotated", report
+    assert report.violations == []
+    assert user.old_key == "deleted" and user.new_key_id and user.confirmed == user.total == 5
+    for server in sandbox.fleet.servers.values():
+        assert _held_key(sandbox, server.instance_id, "svc-web") == user.new_key_id
+        # the reload hook ran after the file was rewritten
+        assert "reloaded" in server.path("/var/log/app-reloads.log").read_text()
+    assert report.summary_json()["old_keys_deleted"] == [user.old_key_id]
+
+
+def test_three_users_two_servers_each(make_sandbox: Callable[..., Sandbox]) -> None:
+    sandbox = make_sandbox(users=3, servers=2)
+    report = _run(sandbox)
+    assert report.result == "rotated", report
+    assert [u.result for u in report.users] == ["rotated"] * 3
+    summary = report.summary_json()
+    assert summary["servers_confirmed"] == summary["servers_total"] == 6
+    assert len(set(summary["new_key_ids"])) == 3 and len(summary["old_keys_deleted"]) == 3
+
+
+def test_partial_failure_blocks_and_keeps_the_old_key(make_sandbox: Callable[..., Sandbox]) -> None:
+    # GIVEN 5 servers, 2 of which fail to run the agent
+    sandbox = make_sandbox(users=1, servers=5, fail=2)
+    failing = sorted(s.instance_id for s in sandbox.fleet.servers.values() if s.faults.fail)
+    report = _run(sandbox)
+    [user] = report.users
+    # THEN the rotation is blocked, the old key stays Active, the failing servers are named
+    assert report.result == "blocked" and user.error == "TargetsUnconfirmed"
+    assert user.old_key == "Active"
+    assert report.summary_json()["blocked_servers"] == failing
+    assert all(instance_id in (user.cause or "") for instance_id in failing)
+    for instance_id in failing:
+        assert _held_key(sandbox, instance_id, "svc-web") == user.old_key_id
+    # AND nothing unsafe happened: every server still holds a working Active key
+    assert report.violations == []
+
+
+def test_offline_server_blocks_before_anything_changes(make_sandbox: Callable[..., Sandbox]) -> None:
+    sandbox = make_sandbox(users=1, servers=3, offline=1)
+    offline = [s.instance_id for s in sandbox.fleet.servers.values() if not s.online]
+    report = _run(sandbox)
+    [user] = report.users
+    assert report.result == "blocked" and user.error == "TargetsOffline"
+    assert user.old_key == "Active" and user.new_key_id is None
+    assert report.summary_json()["blocked_servers"] == offline
+    assert offline[0] in (user.cause or "")
+    assert report.violations == []
+
+
+def test_scheduled_run_rotates_only_due_users(make_sandbox: Callable[..., Sandbox]) -> None:
+    # GIVEN 3 users, of which the first 2 have a key older than their maximum age
+    sandbox = make_sandbox(users=3, servers=1, scheduled=True)
+    due = sandbox.scenario.due_users()
+    assert due == ["svc-app1", "svc-app2"]
+    # WHEN the maintenance window's task starts the scheduled machine
+    report = _run(sandbox)
+    # THEN exactly the due users were rotated
+    results = {u.user: u.result for u in report.users}
+    assert results == {"svc-app1": "rotated", "svc-app2": "rotated", "svc-app3": "not due"}, report
+    assert report.result == "rotated" and report.violations == []
+    scheduled = [arn for arn, user in sandbox.executions.items() if user == ""]
+    sfn = sandbox.emulator.client("stepfunctions")
+    assert sfn.describe_execution(executionArn=scheduled[0])["status"] == "SUCCEEDED"
+    window_input = json.loads(sfn.describe_execution(executionArn=scheduled[0])["input"])
+    assert window_input["trigger"] == "maintenance-window" and "{{" not in window_input["window_execution_id"]
+
+
+def test_crash_mid_rotation_then_a_new_execution_resumes(make_sandbox: Callable[..., Sandbox]) -> None:
+    sandbox = make_sandbox(users=1, servers=2)
+    # GIVEN promote's Lambda dies right after promoting the new key (Step Functions sees a failure)
+    with patches.inject_lambda_crash("promote", phase="after") as crashed:
+        first = _run(sandbox, "svc-web")
+    assert crashed and first.users[0].status == "FAILED"
+    created = first.users[0].new_key_id
+    assert created is not None
+    # the crash left the system safe: old key Active, AWSCURRENT Active, files unchanged and working
+    assert invariants.check_all(sandbox.emulator, sandbox.deployment, sandbox.fleet) == []
+    # WHEN a new execution starts for the user
+    second = _run(sandbox, "svc-web")
+    # THEN it resumes the interrupted rotation (same new key, no third key) and completes it
+    [user] = second.users
+    assert second.result == "rotated", second
+    assert user.new_key_id == created
+    assert second.violations == []
+    prepare = _state_output(sandbox, user.execution or "", "prepare")
+    assert prepare["rotation"]["classification"] != "fresh"
+
+
+def _state_output(sandbox: Sandbox, execution_name: str, state: str) -> dict[str, Any]:
+    sfn = sandbox.emulator.client("stepfunctions")
+    arn = next(a for a in sandbox.executions if a.endswith(":" + execution_name))
+    for event in sfn.get_execution_history(executionArn=arn)["events"]:
+        details = event.get("stateExitedEventDetails")
+        if details and details["name"] == state:
+            data: dict[str, Any] = json.loads(details["output"])
+            return data
+    raise AssertionError(f"{state} never exited")
+
+
+def test_settings_are_valid_for_the_product() -> None:
+    # The generated settings go through the product's own validator (infra.config) at synth; this keeps the
+    # sandbox's topology honest: one group per user, selected by tag.
+    settings = deploy.sandbox_settings(3)
+    assert [g["tag"]["value"] for g in settings["server_groups"]] == [u["server_group"] for u in settings["users"]]
