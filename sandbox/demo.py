@@ -40,7 +40,7 @@ class Scenario:
     workers: int | None = None  # parallel agents
 
     def due_users(self) -> list[str]:
-        """Scheduled scenario: the first half of the users (at least one) have a key older than their max age."""
+        """Scheduled scenario: the first half of the users (at least one) hold a key past its max age."""
         names = deploy.user_names(self.users)
         return names[: max(1, math.ceil(len(names) / 2))]
 
@@ -188,7 +188,8 @@ class Sandbox:
             return [Progress(name, user, "state", state)]
         if kind == "TaskStateExited":
             output = _json(event["stateExitedEventDetails"].get("output"))
-            distribution = (output.get("rotation") or {}).get("distribution") if isinstance(output, dict) else None
+            rotation = (output.get("rotation") or {}) if isinstance(output, dict) else {}
+            distribution = rotation.get("distribution")
             if event["stateExitedEventDetails"]["name"] == "check_distribution" and distribution:
                 seen = (distribution.get("confirmed", 0), distribution.get("total", 0))
                 key = f"{name}/{distribution.get('action')}"

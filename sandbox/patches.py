@@ -284,13 +284,14 @@ def _check_sfn_normalisation_missing() -> None:
     for name in ("_normalise_parameters", "_normalise_response"):
         body = inspect.getsource(getattr(StateTaskService, name)).rstrip()
         if not body.endswith("pass"):
-            raise PatchError(f"moto now implements StateTaskService.{name}: drop the sandbox's sfn naming patch")
+            raise PatchError(f"moto now implements StateTaskService.{name}: drop the sandbox's sfn patch")
 
 
 def _wrap_sfn_parameters(original: Callable[..., Any]) -> Callable[..., Any]:
     def normalise_parameters(self: Any, parameters: dict[str, Any], boto_service_name: str | None = None,
                              service_action_name: str | None = None) -> None:
-        original(self, parameters, boto_service_name=boto_service_name, service_action_name=service_action_name)
+        original(self, parameters, boto_service_name=boto_service_name,
+                 service_action_name=service_action_name)
         for key in [k for k in parameters if k[:1].isupper()]:
             parameters[key[0].lower() + key[1:]] = parameters.pop(key)
 
@@ -330,7 +331,9 @@ class InjectedCrash(Exception):
 
 
 @contextlib.contextmanager
-def inject_lambda_crash(function_name_contains: str, phase: str = "after", times: int = 1) -> Iterator[list[str]]:
+def inject_lambda_crash(
+    function_name_contains: str, phase: str = "after", times: int = 1
+) -> Iterator[list[str]]:
     """Make the next `times` invocations of matching functions crash in `phase` (before/after the handler).
 
     "after" is the nasty case: the step's work is done but Step Functions sees a failure.

@@ -139,4 +139,5 @@ def test_settings_are_valid_for_the_product() -> None:
     # The generated settings go through the product's own validator (infra.config) at synth; this keeps the
     # sandbox's topology honest: one group per user, selected by tag.
     settings = deploy.sandbox_settings(3)
-    assert [g["tag"]["value"] for g in settings["server_groups"]] == [u["server_group"] for u in settings["users"]]
+    groups = [g["tag"]["value"] for g in settings["server_groups"]]
+    assert groups == [u["server_group"] for u in settings["users"]]
