@@ -116,12 +116,17 @@ def leak_watch(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[st
         original_handle(self, record)
 
     monkeypatch.setattr(logging.Logger, "handle", recording_handle)
+    # Every record of ours is checked whatever its level; the SDK's and moto's own wire-level DEBUG logs
+    # (which print response bodies, as botocore does when told to) stay at their default.
+    monkeypatch.setattr(logging.root, "level", logging.DEBUG)
+    for noisy in ("botocore", "boto3", "urllib3", "moto", "s3transfer", "werkzeug", "aws_xray_sdk"):
+        monkeypatch.setattr(logging.getLogger(noisy), "level", logging.WARNING)
     # Powertools bound its handler to the sys.stdout of the first test; follow pytest's capture instead.
     from handlers._common import logger
 
     handler = logger.registered_handler
     if isinstance(handler, logging.StreamHandler):
-        monkeypatch.setattr(handler, "stream", sys.stdout)
+        monkeypatch.setattr(handler, "stream", _CurrentStdout())
 
     for step in STEPS:
         module = importlib.import_module(f"handlers.{step}")
@@ -134,6 +139,16 @@ def leak_watch(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[st
     watch.see("stderr", captured.err)
     leaks = watch.findings()
     assert not leaks, "secret leaked:\n" + "\n".join(leaks)
+
+
+class _CurrentStdout:
+    """Writes to whatever sys.stdout is now (pytest swaps it per test; Powertools keeps the first one)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
 
 
 def _recording(watch: LeakWatch, step: str, handler: Callable[..., Any]) -> Callable[..., Any]:
