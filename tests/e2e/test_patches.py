@@ -167,3 +167,37 @@ def test_execution_start_time_is_an_iso_string_like_aws(emulator: Emulator) -> N
     output = json.loads(result["output"])
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", output["start"])
     assert output["hour"] == output["start"].split(":")[0]
+
+
+def test_start_execution_sync_integration_passes_and_returns_aws_names(emulator: Emulator) -> None:
+    # The optimized integration takes PascalCase parameters and returns PascalCase fields (AWS docs).
+    sfn = emulator.client("stepfunctions")
+    child = sfn.create_state_machine(name="child", roleArn=ROLE, definition=json.dumps(
+        {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}))["stateMachineArn"]
+    definition = {
+        "StartAt": "Start",
+        "States": {"Start": {
+            "Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync:2", "End": True,
+            "Parameters": {"StateMachineArn": child, "Input.$": "$.input", "Name.$": "$.name"},
+            "ResultSelector": {"arn.$": "$.ExecutionArn", "status.$": "$.Status", "output.$": "$.Output"},
+        }},
+    }
+    result = _run(emulator, definition, {"input": {"user": "u"}, "name": "child-run"})
+    assert result["status"] == "SUCCEEDED", result
+    output = json.loads(result["output"])
+    assert output["arn"].endswith(":child:child-run") and output["status"] == "SUCCEEDED"
+    assert output["output"] == {"user": "u"}
+
+
+def test_fleet_marker_is_the_agents() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    from sandbox.fleet import MARKER
+
+    path = Path(__file__).resolve().parents[2] / "agent_scripts" / "keyrotation_agent.py"
+    spec = importlib.util.spec_from_file_location("keyrotation_agent_for_marker", path)
+    assert spec is not None and spec.loader is not None
+    agent = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(agent)
+    assert agent.RESULT_MARKER == MARKER
