@@ -7,6 +7,7 @@ still report, and `test_nag` shows the findings.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from dataclasses import dataclass
@@ -53,31 +54,22 @@ def cdk_context() -> dict[str, Any]:
     return context
 
 
-def synthesize(outdir: Path, fallback_outdir: Path) -> Synth:
-    """Synthesize with cdk.json's context and the test settings, cdk-nag included.
+def synthesize(directory: Path) -> Synth:
+    """Synthesize with cdk.json's context and the test settings, cdk-nag included, into `directory`.
 
-    If cdk-nag fails the synthesis, synthesize again without it into `fallback_outdir` so that the other
-    tests still check a template; `test_nag` then reports the findings.
+    If cdk-nag fails the synthesis, synthesize again without it so that the other tests still check a
+    template; `test_nag` then reports the findings. Several pytest-xdist workers share one synthesis: the
+    first to take the lock synthesizes, the others read its result.
     """
-    template_dir = outdir
-    nag_failure: str | None = None
-    try:
-        cdk_app.build_app(
-            SETTINGS, context=cdk_context(), outdir=str(outdir), builtin_validation=False
-        ).synth()
-    except RuntimeError as exc:  # jsii raises RuntimeError("ValidationFailed: …")
-        if "ValidationFailed" not in str(exc):
-            raise
-        nag_failure = str(exc)
-        template_dir = fallback_outdir
-        cdk_app.build_app(
-            SETTINGS,
-            context=cdk_context(),
-            outdir=str(fallback_outdir),
-            checks=False,
-            builtin_validation=False,
-        ).synth()
-    report_path = outdir / "validation-report.json"
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = directory / "result.json"
+        if not result.exists():
+            result.write_text(json.dumps({"nag_failure": _synthesize(directory)}), encoding="utf-8")
+        nag_failure = json.loads(result.read_text(encoding="utf-8"))["nag_failure"]
+    template_dir = directory / ("cdk.out" if nag_failure is None else "cdk.out-without-nag")
+    report_path = directory / "cdk.out" / "validation-report.json"
     template_path = template_dir / f"{cdk_app.STACK_ID}.template.json"
     return Synth(
         outdir=template_dir,
@@ -86,6 +78,26 @@ def synthesize(outdir: Path, fallback_outdir: Path) -> Synth:
         nag_failure=nag_failure,
         nag_report=json.loads(report_path.read_text(encoding="utf-8")) if report_path.exists() else None,
     )
+
+
+def _synthesize(directory: Path) -> str | None:
+    """The one synthesis; returns cdk-nag's failure message, if any."""
+    try:
+        cdk_app.build_app(
+            SETTINGS, context=cdk_context(), outdir=str(directory / "cdk.out"), builtin_validation=False
+        ).synth()
+    except RuntimeError as exc:  # jsii raises RuntimeError("ValidationFailed: …")
+        if "ValidationFailed" not in str(exc):
+            raise
+        cdk_app.build_app(
+            SETTINGS,
+            context=cdk_context(),
+            outdir=str(directory / "cdk.out-without-nag"),
+            checks=False,
+            builtin_validation=False,
+        ).synth()
+        return str(exc)
+    return None
 
 
 def step_resolver(template: dict[str, Any]) -> Any:
