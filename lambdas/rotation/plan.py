@@ -17,10 +17,11 @@ holds. An active key we did not create is never deleted: the user is blocked ins
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from rotation.errors import RotationBlocked
 from rotation.keys import AccessKey
+from rotation.lock import Intent
 from rotation.secrets import SecretState
 
 # IAM's CreateDate comes from AWS's clock, the journal's from the Lambda's; both are NTP-synchronised.
@@ -40,12 +41,15 @@ class Plan:
     notes: tuple[str, ...] = ()
 
 
-def orphan_keys(
-    keys: list[AccessKey], secret: SecretState, creating_since: datetime | None
-) -> list[AccessKey]:
-    """Keys created by our journalled, unfinished CreateAccessKey and never stored in the secret."""
-    if creating_since is None:
+def orphan_keys(keys: list[AccessKey], secret: SecretState, intent: Intent | None) -> list[AccessKey]:
+    """Keys created by our journalled, unfinished CreateAccessKey and never stored in the secret.
+
+    Once a version under the journalled token exists, that creation finished (and deleted its earlier
+    orphans before creating the stored key): a journal entry left behind then proves nothing.
+    """
+    if intent is None or intent.token in secret.tokens():
         return []
+    creating_since = intent.started_at
     current = secret.current
     replaced = current.replaces_access_key_id if current is not None else None
     return [
@@ -57,7 +61,7 @@ def orphan_keys(
     ]
 
 
-def classify(user: str, keys: list[AccessKey], secret: SecretState, creating_since: datetime | None) -> Plan:
+def classify(user: str, keys: list[AccessKey], secret: SecretState, intent: Intent | None) -> Plan:
     by_id = {key.key_id: key for key in keys}
     current, pending = secret.current, secret.pending
 
@@ -101,7 +105,7 @@ def classify(user: str, keys: list[AccessKey], secret: SecretState, creating_sin
                 notes=(f"resume: old key {replaced} is deleted; drop its AWSPREVIOUS label",),
             )
 
-    orphans = orphan_keys(keys, secret, creating_since)
+    orphans = orphan_keys(keys, secret, intent)
     remaining = [key for key in keys if key not in orphans]
     notes = [
         f"delete orphan key {key.key_id} (created {key.created:%Y-%m-%dT%H:%M:%SZ} by an unfinished "

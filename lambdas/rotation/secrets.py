@@ -45,6 +45,14 @@ class SecretState:
     pending: StoredKey | None  # only when AWSPENDING is on a version other than AWSCURRENT's
     previous: StoredKey | None
 
+    def tokens(self) -> set[str]:
+        """Rotation tokens of the labelled versions."""
+        return {
+            item.rotation_token
+            for item in (self.current, self.pending, self.previous)
+            if item is not None and item.rotation_token
+        }
+
     def holds(self, key_id: str) -> bool:
         """Whether AWSCURRENT or AWSPENDING holds this key (AWSPREVIOUS is history, not a reference)."""
         return any(item is not None and item.access_key_id == key_id for item in (self.current, self.pending))

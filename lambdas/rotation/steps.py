@@ -88,7 +88,7 @@ def prepare(
     state = secrets.read_state(sm, secret_id)
     held = lock.read(table, user.name)
     user_keys = keys.list_keys(iam, user.name)
-    plan = classify(user.name, user_keys, state, held.creating.started_at if held.creating else None)
+    plan = classify(user.name, user_keys, state, held.creating)
     resume_from = plan.resume_from
     old_active = any(key.key_id == plan.old_key_id and key.active for key in user_keys)
     if request.mode == "emergency" and resume_from == "distribute" and old_active:
@@ -170,10 +170,16 @@ def create_key(
         if stored is not None and stored.rotation_token == rotation.token and stored.access_key_id in by_id:
             lock.clear_intent(table, rotation.user)
             return replace(rotation, new_key_id=stored.access_key_id, new_version_id=stored.version_id)
+    if rotation.token in secrets.version_stages(sm, rotation.secret_id):
+        # The version id is the token: its key was deleted by someone, and the token cannot be reused.
+        raise StateConflict(
+            f"secret version {rotation.token} of this rotation holds a key the user no longer "
+            "has; start a new execution"
+        )
     if rotation.old_key_id is not None and rotation.old_key_id not in by_id:
         raise StateConflict(f"old key {rotation.old_key_id} of {rotation.user!r} disappeared since prepare")
     journal = lock.read(table, rotation.user).creating
-    for key in orphan_keys(current_keys, state, journal.started_at if journal else None):
+    for key in orphan_keys(current_keys, state, journal):
         if key.key_id != rotation.old_key_id:
             keys.delete_key(iam, rotation.user, key.key_id)
             by_id.pop(key.key_id)

@@ -233,3 +233,38 @@ def test_an_expired_lock_is_taken_over_even_if_its_owner_still_runs(world: World
     run = drive(world)
     assert run.error is None, run.error
     assert world.lock_owner() is None
+
+
+def test_a_leftover_journal_entry_never_makes_a_foreign_key_an_orphan(world: World) -> None:
+    # GIVEN a finished rotation that left its key-creation journal entry behind
+    from rotation import lock
+
+    original = lock.clear_intent
+    lock.clear_intent = lambda *a, **k: None  # type: ignore[assignment]
+    try:
+        first = drive(world)
+    finally:
+        lock.clear_intent = original
+    assert first.error is None
+    item = world.ddb.get_item(TableName=world.table, Key={"user": {"S": "svc-web"}})["Item"]
+    assert "creating" in item
+    # AND later someone creates a second key by hand
+    foreign = world.iam.create_access_key(UserName="svc-web")["AccessKey"]["AccessKeyId"]
+    # WHEN a new rotation starts THEN that key is not taken for an orphan: the rotation is blocked instead
+    run = drive(world)
+    assert run.error is not None and run.error["name"] == "RotationBlocked"
+    assert foreign in world.iam_keys()
+
+
+def test_create_key_refuses_to_reuse_a_token_whose_key_was_deleted(world: World) -> None:
+    from conftest import handler
+    from rotation.errors import StateConflict
+
+    run = drive(world, crash_after=2)  # prepare, create_key
+    world.iam.delete_access_key(UserName="svc-web", AccessKeyId=run.rotation["new_key_id"])
+    world.running.add(run.execution_id)
+    with pytest.raises(StateConflict, match="start a new execution"):
+        handler("create_key")(
+            {**run.state, "rotation": {**run.rotation, "new_key_id": None, "new_version_id": None}}
+        )
+    assert len(world.iam_keys()) == 1
