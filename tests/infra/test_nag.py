@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from types import SimpleNamespace
 
-from infra_synth import Synth
+import pytest
+from infra_synth import SETTINGS, Synth
 
+import app as cdk_app
 from app import STACK_ID
 
 
@@ -44,3 +47,23 @@ def test_every_acknowledgment_names_one_finding_with_a_reason(synth: Synth) -> N
         assert not rule.endswith("AwsSolutions-IAM5"), (path, rule)
         # AND gives a reason a reviewer can judge
         assert len(reason) >= 60, (path, rule, reason)
+
+
+def test_build_app_runs_aws_solutions_checks_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN build_app with the stack and the plugin replaced by recorders (no synthesis needed)
+    added: list[object] = []
+
+    class RecordingValidations:
+        @staticmethod
+        def of(scope: object) -> SimpleNamespace:
+            return SimpleNamespace(add_plugins=lambda *plugins: added.extend(plugins))
+
+    monkeypatch.setattr(cdk_app.cdk, "Validations", RecordingValidations)
+    monkeypatch.setattr(cdk_app, "KeyRotationStack", lambda *args, **kwargs: None)
+    monkeypatch.setattr(cdk_app, "AwsSolutionsChecks", lambda app: "AwsSolutionsChecks")
+    # WHEN the app is built as `cdk synth` and the tests' synthesis build it, THEN the checks are added
+    cdk_app.build_app(SETTINGS)
+    assert added == ["AwsSolutionsChecks"]
+    # AND only an explicit checks=False (the sandbox) leaves them out
+    cdk_app.build_app(SETTINGS, checks=False)
+    assert added == ["AwsSolutionsChecks"]
