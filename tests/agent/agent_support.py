@@ -134,7 +134,7 @@ class Server:
             "AWS_DEFAULT_REGION": REGION,
             "AWS_EC2_METADATA_DISABLED": "true",
             "KEYROTATION_ROOT": str(self.root),
-            "KEYROTATION_VERIFY_TIMEOUT": "3",
+            "KEYROTATION_VERIFY_TIMEOUT": "30",
             "KEYROTATION_VERIFY_INTERVAL": "0.2",
             "KEYROTATION_LOCK_TIMEOUT": "20",
         }

@@ -23,7 +23,7 @@ OLD = (
     b"# ops\r\n[other]\r\naws_access_key_id = AKIAOTHEROTHEROTHER0\r\naws_secret_access_key = o\r\n"
     b"[app]\r\naws_access_key_id = AKIAOLDOLDOLDOLDOLD0\r\naws_secret_access_key = old\r\n"
 )
-PAUSE = 0.04
+PAUSE = 0.1
 
 
 def kill_many(server: Server, identity: Identity, runs: int, seed: int) -> dict[str, int]:
@@ -37,23 +37,25 @@ def kill_many(server: Server, identity: Identity, runs: int, seed: int) -> dict[
     new = path.read_bytes()
     assert new != OLD
     outcomes = {"old": 0, "new": 0, "aimed": 0}
-    for _ in range(runs):
+    aims = [7, 1, 7, 2, 7, 3, 7, 4, 7, 5, 7, 6]  # step 7 is the pause right after the rename
+    for run in range(runs):
         write_credentials(server, OLD)
         backup.unlink(missing_ok=True)
         proc = server.start(server.params(identity), env={"KEYROTATION_TEST_PAUSE_SECONDS": str(PAUSE)})
         assert proc.stderr is not None
-        if rng.random() < 0.6:  # aim at the n-th write step, then a random moment inside the pause
-            step = rng.randint(1, 7)
+        step = aims[(run // 2) % len(aims)] if run % 2 == 0 else None
+        reached = False
+        if step is not None:  # aim at the n-th write step, then a random moment inside its pause
             seen = 0
             for line in proc.stderr:
                 if "test pause:" in line:
                     seen += 1
                     if seen == step:
-                        outcomes["aimed"] += 1
+                        reached = True
                         break
-            time.sleep(rng.uniform(0, PAUSE))
+            time.sleep(rng.uniform(0, PAUSE / 3))
         else:  # any moment: start-up, fetch, write, verify
-            time.sleep(rng.uniform(0, 1.2))
+            time.sleep(rng.uniform(0, 0.9))
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
         content = path.read_bytes()
@@ -63,6 +65,10 @@ def kill_many(server: Server, identity: Identity, runs: int, seed: int) -> dict[
         if backup.exists():
             assert backup.read_bytes() == OLD
         outcomes["old" if content == OLD else "new"] += 1
+        if reached:
+            outcomes["aimed"] += 1
+            if step == 7:  # killed after the rename (before the directory fsync): the new file
+                assert content == new
     # A later run cleans up the temp files killed runs left behind
     final = server.run(server.params(identity))
     assert final.code == 0, final.stderr
@@ -72,14 +78,14 @@ def kill_many(server: Server, identity: Identity, runs: int, seed: int) -> dict[
 
 def test_killed_at_any_moment_the_file_is_old_or_new(server: Server, identity: Identity) -> None:
     outcomes = kill_many(server, identity, runs=16, seed=20261122)
-    # the kills really landed on both sides of the rename (the seeded aims include steps before and after it)
-    assert outcomes["old"] >= 2 and outcomes["new"] >= 2 and outcomes["aimed"] >= 6, outcomes
+    # the kills really landed on both sides of the rename
+    assert outcomes["aimed"] >= 6 and outcomes["old"] >= 3 and outcomes["new"] >= 3, outcomes
 
 
 @pytest.mark.slow
 def test_killed_200_times_the_file_is_old_or_new(server: Server, identity: Identity) -> None:
     outcomes = kill_many(server, identity, runs=200, seed=7)
-    assert outcomes["old"] >= 20 and outcomes["new"] >= 20, outcomes
+    assert outcomes["aimed"] >= 80 and outcomes["old"] >= 40 and outcomes["new"] >= 40, outcomes
 
 
 def test_concurrent_runs_on_two_profiles_of_one_file_lose_nothing(server: Server, moto_url: str) -> None:
