@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml  # type: ignore[import-untyped,unused-ignore]  # no types-PyYAML in requirements yet
+import yaml
 from rotation.errors import InvalidSettings
 from rotation.settings import Settings, load_settings
 
