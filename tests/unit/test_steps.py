@@ -329,3 +329,39 @@ def test_leak_watch_sees_handler_results_and_errors(world: World, leak_watch: An
     leak_watch.see("create_key returned", {"value": "planted-secret"})
     assert leak_watch.findings() == ["create_key returned: contains a secret access key"]
     leak_watch.forget()
+
+
+# -- events as the state machine sends them --------------------------------------------------------------------
+
+EVENTS = Path(__file__).parent / "events"
+
+
+def test_prepare_accepts_the_documented_execution_input(world: World) -> None:
+    event = json.loads((EVENTS / "prepare.json").read_text())
+    world.running.add(event["execution_id"])
+    rotation = handler("prepare")(event)
+    assert rotation["waits"]["observe_seconds"] == 60
+    assert rotation["lock_held"] is True and world.lock_owner() == event["execution_id"]
+    assert rotation["resume_from"] == "create_key" and rotation["classification"] == "fresh"
+
+
+def test_rollback_reads_a_lambda_error_cause(world: World) -> None:
+    event = json.loads((EVENTS / "rollback_after_prepare_failed.json").read_text())
+    result = handler("rollback")(event)
+    assert result["error"] == {
+        "name": "TargetsOffline",
+        "message": "1 of 4 servers of group 'web' are not online: mi-0123456789abcdef0 (ConnectionLost)",
+    }
+    assert result["outcome"] == "failed" and result["lock_held"] is False
+
+
+def test_usage_check_is_skipped_without_an_active_old_key(world: World) -> None:
+    # an emergency-deactivated (or resumed) old key cannot be in use; a first key has no old key
+    drive(world, crash_after=7)  # .. deactivate
+    run = drive(world)
+    assert run.error is None, run.error
+    assert run.rotation["usage"] == {"checked": False, "reason": "old key already Inactive"}
+    world.add_user("svc-db", with_key=False, secret_state="placeholder")
+    world.ssm.add(1, group="db")
+    first = drive(world, user="svc-db")
+    assert first.rotation["usage"] == {"checked": False, "reason": "no old key"}
