@@ -357,7 +357,7 @@ def test_rollback_reads_a_lambda_error_cause(world: World) -> None:
 
 def test_usage_check_is_skipped_without_an_active_old_key(world: World) -> None:
     # an emergency-deactivated (or resumed) old key cannot be in use; a first key has no old key
-    drive(world, crash_after=7)  # .. deactivate
+    drive(world, crash_after=8)  # prepare .. deactivate
     run = drive(world)
     assert run.error is None, run.error
     assert run.rotation["usage"] == {"checked": False, "reason": "old key already Inactive"}
