@@ -331,7 +331,7 @@ def test_leak_watch_sees_handler_results_and_errors(world: World, leak_watch: An
     leak_watch.forget()
 
 
-# -- events as the state machine sends them --------------------------------------------------------------------
+# -- events as the state machine sends them --------------------------------------------------------
 
 EVENTS = Path(__file__).parent / "events"
 
