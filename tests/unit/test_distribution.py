@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import World, drive, handler
 from rotation.fleet import RESULT_MARKER, parse_result
+from rotation_harness import World, drive, handler
 
 
 def _fail_one(world: World, behaviour: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import World, drive, handler, settings_dict
+from rotation_harness import World, drive, handler, settings_dict
 
 
 def _unchanged(world: World, before: dict[str, str]) -> None:

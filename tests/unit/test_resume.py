@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import STANDARD, World, drive
+from rotation_harness import STANDARD, World, drive
 
 # prepare + every step of a standard rotation before delete (delete finishes the rotation: see below)
 CRASH_POINTS = list(range(1, len(STANDARD) + 1))
@@ -127,8 +127,8 @@ def test_create_key_retried_after_losing_its_key_deletes_it_first(
     world: World, leak_watch: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN create_key died between CreateAccessKey and PutSecretValue, and the machine retries the step
-    from conftest import handler
     from rotation import secrets
+    from rotation_harness import handler
 
     original = secrets.put_pending
     calls = []
@@ -198,8 +198,8 @@ def test_lock_held_by_a_running_execution(world: World) -> None:
 
 
 def test_a_step_of_an_execution_that_lost_its_lock_stops(world: World) -> None:
-    from conftest import handler
     from rotation.errors import RotationInProgress
+    from rotation_harness import handler
 
     first = drive(world, crash_after=2)
     drive(world, crash_after=1)  # a newer execution took the lock over
@@ -257,8 +257,8 @@ def test_a_leftover_journal_entry_never_makes_a_foreign_key_an_orphan(world: Wor
 
 
 def test_create_key_refuses_to_reuse_a_token_whose_key_was_deleted(world: World) -> None:
-    from conftest import handler
     from rotation.errors import StateConflict
+    from rotation_harness import handler
 
     run = drive(world, crash_after=2)  # prepare, create_key
     world.iam.delete_access_key(UserName="svc-web", AccessKeyId=run.rotation["new_key_id"])

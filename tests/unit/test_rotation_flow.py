@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import World, drive
+from rotation_harness import World, drive
 
 
 def test_fresh_rotation_replaces_the_key_everywhere(world: World) -> None:

@@ -13,7 +13,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
-from conftest import World, drive, handler, settings_dict
+from rotation_harness import World, drive, handler, settings_dict
 
 # -- check_usage ----------------------------------------------------------------------------------
 
