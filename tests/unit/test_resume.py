@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from rotation_harness import STANDARD, World, drive
+from rotation_harness import EMERGENCY, STANDARD, World, drive
 
 # prepare + every step of a standard rotation before delete (delete finishes the rotation: see below)
 CRASH_POINTS = list(range(1, len(STANDARD) + 1))
@@ -268,3 +268,24 @@ def test_create_key_refuses_to_reuse_a_token_whose_key_was_deleted(world: World)
             {**run.state, "rotation": {**run.rotation, "new_key_id": None, "new_version_id": None}}
         )
     assert len(world.iam_keys()) == 1
+
+
+EMERGENCY_CRASH_POINTS = list(range(1, len(EMERGENCY) + 1))
+
+
+@pytest.mark.parametrize(
+    "crash_after",
+    EMERGENCY_CRASH_POINTS,
+    ids=[f"after-{(('prepare',) + EMERGENCY)[n - 1]}-{n}" for n in EMERGENCY_CRASH_POINTS],
+)
+def test_an_emergency_run_after_an_emergency_crash_finishes(
+    world: World, leak_watch: Any, crash_after: int
+) -> None:
+    (old_key,) = world.iam_keys()
+    drive(world, mode="emergency", crash_after=crash_after)
+    run = drive(world, mode="emergency")
+    assert run.error is None, run.error
+    (final_key,) = world.iam_keys()
+    assert final_key != old_key and world.server_keys() == {final_key}
+    assert world.lock_owner() is None
+    assert len(leak_watch.secrets) == 2
