@@ -159,6 +159,10 @@ def _print_summary(console: _Console, report: Report) -> None:
     else:
         console.say("  invariants: every server holds an Active key that works; <= 2 keys per user; "
                     "AWSCURRENT is Active; no secret in histories, commands, SNS, logs or this output")
+    if report.agent_runs:
+        mean = report.agent_seconds / report.agent_runs
+        console.say(f"  agents: {report.agent_runs} runs, {mean:.2f}s each on average "
+                    "(sh + the document's Linux step)")
     console.say(f"  result: {report.result} in {report.seconds:.1f}s")
 
 

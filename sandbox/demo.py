@@ -75,6 +75,8 @@ class Report:
     users: list[UserReport]
     violations: list[str]
     seconds: float
+    agent_runs: int = 0
+    agent_seconds: float = 0.0  # summed wall time of the agents' processes
 
     def summary_json(self) -> dict[str, Any]:
         return {
@@ -112,6 +114,7 @@ class Sandbox:
             server.online = False
         self.executions: dict[str, str] = {}  # execution ARN -> user ("" for the scheduled machine)
         self._seen: dict[str, int] = {}
+        self._finished: dict[str, bool] = {}
         self._confirmed: dict[str, tuple[int, int]] = {}
 
     def close(self) -> None:
@@ -165,16 +168,18 @@ class Sandbox:
         progress: list[Progress] = []
         running = False
         for arn, user in list(self.executions.items()):
+            if self._finished.get(arn):
+                continue
             status = sfn.describe_execution(executionArn=arn)["status"]
-            events = sfn.get_execution_history(executionArn=arn)["events"]
+            events = self.emulator.execution_events(arn, self._seen.get(arn, 0))
             name = arn.rsplit(":", 1)[-1]
-            for event in events[self._seen.get(arn, 0):]:
+            for event in events:
                 progress.extend(self._describe(name, user, event))
-            self._seen[arn] = len(events)
-            if status == "RUNNING":
-                running = True
-            elif not events or events[-1]["type"] not in ("ExecutionSucceeded", "ExecutionFailed"):
-                running = True  # history not complete yet
+                if event["type"] in _ENDED:
+                    self._finished[arn] = True
+            self._seen[arn] = self._seen.get(arn, 0) + len(events)
+            if status == "RUNNING" or not self._finished.get(arn):
+                running = True  # still running, or its history is not complete yet
         return progress, not running
 
     _QUIET_STATES = {"ChoiceStateEntered", "PassStateEntered", "WaitStateEntered"}
@@ -197,7 +202,7 @@ class Sandbox:
                     self._confirmed[key] = seen
                     return [Progress(name, user, "confirmed",
                                      f"servers confirmed {seen[0]}/{seen[1]} ({distribution.get('action')})")]
-        if kind in ("ExecutionSucceeded", "ExecutionFailed"):
+        if kind in _ENDED:
             return [Progress(name, user, "status", kind.removeprefix("Execution").upper())]
         return []
 
@@ -216,7 +221,7 @@ class Sandbox:
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"executions still running after {timeout:.0f}s")
-            time.sleep(0.25)
+            time.sleep(0.5)
 
     # ------------------------------------------------------------------------------------- report
 
@@ -233,7 +238,8 @@ class Sandbox:
             result = "rotated"
         else:
             result = "failed"  # nothing rotated, nothing blocked: the scenario did not run
-        return Report(result, users, violations, time.monotonic() - started)
+        runs = sum(s.runs for s in self.fleet.servers.values())
+        return Report(result, users, violations, time.monotonic() - started, runs, self.fleet.agent_seconds)
 
     def _user_report(self, user: dict[str, Any]) -> UserReport:
         name = user["name"]
@@ -325,6 +331,9 @@ class Sandbox:
             "deployment": {k: v for k, v in vars(self.deployment).items() if k not in ("physical",)},
         }
         path.write_text(json.dumps(state, indent=2, default=str))
+
+
+_ENDED = ("ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut")
 
 
 def _blocking(status: str) -> bool:

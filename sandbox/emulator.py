@@ -123,6 +123,20 @@ class Emulator:
             return stepfunctions_parser_backends[self.account_id][self.region]
         return backends[self.account_id][self.region]
 
+    def execution_events(self, execution_arn: str, start: int) -> list[dict[str, Any]]:
+        """History events of an execution from index `start` on, read in-process.
+
+        GetExecutionHistory returns (and moto deep-copies) the whole history, every state's full input and
+        output: following a long execution through it costs more CPU than the rotation itself.
+        """
+        execution = self.backend("stepfunctions").describe_execution(execution_arn)
+        env = execution.exec_worker.env
+        if env is None:  # not started yet
+            return []
+        manager = env.event_manager
+        with manager._mutex:
+            return list(manager._history_event_list[start:])
+
     def attach_fleet(self, fleet: patches.ManagedInstances) -> None:
         patches.attach_fleet(self.backend("ssm"), fleet)
 
