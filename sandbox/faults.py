@@ -1,0 +1,278 @@
+"""Fault injection for the safety matrix (docs/safety.md), applied to the sandbox from the outside.
+
+Everything here is a **test affordance**: a context manager that changes the running emulator for the length
+of a `with` block and puts it back afterwards. Nothing in the product knows about it, and nothing in the
+other sandbox modules is edited: the faults hook into `patches.lambda_hooks` (the already-patched Lambda
+invoke) or wrap moto methods at run time.
+
+- `crash_step`: a step's Lambda dies just before or just after its handler ran (its side effect done), or the
+  whole execution is stopped at that boundary (no Catch, no rollback runs).
+- `throttle`: a share of IAM/STS/SSM/Secrets Manager requests is answered with the service's throttling
+  error by the emulator's *server*, so botocore's retry mode really sees and retries it.
+- `watch_key_changes`: observe UpdateAccessKey/DeleteAccessKey as moto executes them (for invariant I4).
+- `scaled_waits`: Step Functions Wait states sleep a fraction of their seconds (faster polling loops).
+- `key_used_by`: the old key is seen in use by an unknown consumer (GetAccessKeyLastUsed says so).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import random
+import threading
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sandbox import patches
+from sandbox.emulator import Emulator
+
+Phase = Literal["before", "after"]
+CrashKind = Literal["lambda", "abort"]
+
+# The operator's and the fleet bootstrap's credentials (sandbox.emulator / sandbox.fleet): never throttled, so
+# the test's own set-up and invariant checks do not flake; every product call (Lambdas, agents) is eligible.
+HARNESS_KEYS = frozenset({"AKIASANDBOXOPERATOR0", "AKIASANDBOXSSMSERVICE"})
+THROTTLED_SERVICES = frozenset({"iam", "sts", "ssm", "secretsmanager"})
+# The error code each service answers with when it throttles (all are retried by botocore's standard mode).
+THROTTLING_CODES = {"iam": "Throttling", "sts": "Throttling", "ssm": "ThrottlingException",
+                    "secretsmanager": "ThrottlingException"}
+# Calls that change something: counted once per *executed* request (a throttled one never reaches moto).
+MUTATING_ACTIONS = frozenset({
+    "CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey", "PutSecretValue", "UpdateSecretVersionStage",
+    "SendCommand", "CreateSecret", "DeleteSecret",
+})
+
+
+class InjectedCrash(patches.InjectedCrash):
+    """Test affordance: the Lambda runtime (or the whole execution) died at a step boundary."""
+
+
+# ------------------------------------------------------------------------------------------ crashes
+
+
+@dataclass
+class Crash:
+    """What a `crash_step` block did: the function names that crashed, and the executions it stopped."""
+
+    function: str
+    phase: Phase
+    kind: CrashKind
+    crashed: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def crash_step(emulator: Emulator, function_name: str, phase: Phase, *, kind: CrashKind = "lambda",
+               execution_arn: str | None = None, times: int = 1) -> Iterator[Crash]:
+    """The next `times` invocations of `function_name` die `phase` the handler.
+
+    kind="lambda": the function reports an error (Step Functions' Retry/Catch handle it like any failure).
+    kind="abort": the execution `execution_arn` is stopped at that moment (as if Step Functions, the account
+    or an operator killed it): no Catch, no rollback, the lock stays with a dead execution.
+    """
+    if kind == "abort" and execution_arn is None:
+        raise ValueError("kind='abort' needs the execution to stop")
+    crash = Crash(function_name, phase, kind)
+
+    def hook(name: str, when: str) -> None:
+        if name != function_name or when != phase or len(crash.crashed) >= times:
+            return
+        crash.crashed.append(name)
+        if kind == "abort":
+            emulator.client("stepfunctions").stop_execution(
+                executionArn=execution_arn, error="InjectedCrash", cause=f"sandbox: stopped {phase} {name}")
+            crash.stopped.append(str(execution_arn))
+        raise InjectedCrash(f"sandbox: injected crash of {name} ({phase} the handler)")
+
+    patches.lambda_hooks.append(hook)
+    try:
+        yield crash
+    finally:
+        patches.lambda_hooks.remove(hook)
+
+
+@contextlib.contextmanager
+def on_step(function_name: str, phase: Phase, action: Callable[[], None]) -> Iterator[list[int]]:
+    """Run `action` at every `phase` boundary of `function_name` (it may change the world, not raise).
+
+    Yields a one-element list counting the calls.
+    """
+    calls = [0]
+
+    def hook(name: str, when: str) -> None:
+        if name == function_name and when == phase:
+            calls[0] += 1
+            action()
+
+    patches.lambda_hooks.append(hook)
+    try:
+        yield calls
+    finally:
+        patches.lambda_hooks.remove(hook)
+
+
+# ----------------------------------------------------------------------------------------- throttling
+
+
+@dataclass
+class ThrottleLog:
+    rate: float
+    attempts: Counter[str] = field(default_factory=Counter)  # "service:Action" -> requests seen (eligible)
+    throttled: Counter[str] = field(default_factory=Counter)  # "service:Action" -> answered with throttling
+    executed: Counter[str] = field(default_factory=Counter)  # "service:Action" -> mutating requests executed
+
+    def throttled_services(self) -> set[str]:
+        return {name.split(":", 1)[0] for name, count in self.throttled.items() if count}
+
+
+class _Throttled(Exception):
+    pass
+
+
+def _throttling_error(service: str) -> Exception:
+    from moto.core.exceptions import ServiceException
+
+    class Throttled(ServiceException):
+        code = THROTTLING_CODES[service]
+        message = "Rate exceeded (sandbox fault injection)"
+
+    return Throttled()
+
+
+@contextlib.contextmanager
+def throttle(rate: float = 0.3, *, seed: int = 0, services: frozenset[str] = THROTTLED_SERVICES,
+             exempt_keys: frozenset[str] = HARNESS_KEYS,
+             only: Callable[[str, str], bool] | None = None) -> Iterator[ThrottleLog]:
+    """Answer about `rate` of the eligible requests with the service's throttling error, server side.
+
+    Eligible: a request to one of `services`, signed with a key not in `exempt_keys`, and, if `only` is given,
+    for which `only(service, action)` is true. `rate=1.0` with `only` throttles exactly those calls.
+    """
+    from moto.core.responses import ActionResult, BaseResponse
+
+    original = BaseResponse.call_action
+    log = ThrottleLog(rate)
+    # moto warns that its service models do not list the throttling codes (AWS answers them all the same).
+    warnings.filterwarnings("ignore", message=r"Exception\(Throttled\)", category=UserWarning)
+    rng = random.Random(seed)  # noqa: S311 (fault injection, not cryptography)
+    lock = threading.Lock()
+
+    def call_action(self: Any) -> Any:
+        service = getattr(self, "service_name", None) or ""
+        if service not in services:
+            return original(self)
+        try:
+            key = self.get_access_key()
+        except Exception:  # unsigned or malformed: not ours to throttle
+            key = ""
+        action = self._get_action() or ""
+        name = f"{service}:{action}"
+        if key in exempt_keys:
+            return original(self)
+        if only is None or only(service, action):
+            with lock:
+                log.attempts[name] += 1
+                hit = rng.random() < rate
+                if hit:
+                    log.throttled[name] += 1
+            if hit:
+                status, headers, body = self.serialized(ActionResult(_throttling_error(service)))
+                headers["status"] = str(status)
+                return status, headers, body
+        response = original(self)
+        if action in MUTATING_ACTIONS and int(response[0]) < 300:
+            with lock:
+                log.executed[name] += 1
+        return response
+
+    BaseResponse.call_action = call_action  # type: ignore[method-assign]
+    try:
+        yield log
+    finally:
+        BaseResponse.call_action = original  # type: ignore[method-assign]
+
+
+# ------------------------------------------------------------------------------------- key changes
+
+
+@dataclass
+class KeyChange:
+    user: str
+    key_id: str
+    change: str  # "Inactive" | "Active" | "deleted"
+    at: datetime.datetime
+    observation: Any = None  # what the observer returned when it happened
+
+
+@contextlib.contextmanager
+def watch_key_changes(emulator: Emulator,
+                      observe: Callable[[str, str, str], Any] | None = None) -> Iterator[list[KeyChange]]:
+    """Record every status change and deletion of an access key as the emulator's IAM executes it.
+
+    `observe(user, key_id, change)` runs at that very moment (before the change is applied), e.g. to look at
+    what every server holds; its return value is kept with the change.
+    """
+    backend_class = type(emulator.backend("iam"))
+    original_update = backend_class.update_access_key
+    original_delete = backend_class.delete_access_key
+    changes: list[KeyChange] = []
+
+    def record(user: str, key_id: str, change: str) -> None:
+        seen = observe(user, key_id, change) if observe else None
+        changes.append(KeyChange(user, key_id, change, datetime.datetime.now(datetime.UTC), seen))
+
+    def update_access_key(self: Any, user_name: str, access_key_id: str, status: str | None = None) -> Any:
+        if status:
+            record(user_name, access_key_id, status)
+        return original_update(self, user_name, access_key_id, status)
+
+    def delete_access_key(self: Any, access_key_id: str, user_name: str) -> Any:
+        record(user_name, access_key_id, "deleted")
+        return original_delete(self, access_key_id, user_name)
+
+    backend_class.update_access_key = update_access_key
+    backend_class.delete_access_key = delete_access_key
+    try:
+        yield changes
+    finally:
+        backend_class.update_access_key = original_update
+        backend_class.delete_access_key = original_delete
+
+
+# ------------------------------------------------------------------------------------------ time
+
+
+@contextlib.contextmanager
+def scaled_waits(factor: float) -> Iterator[None]:
+    """Step Functions Wait states sleep `factor` times their seconds (the executions' waits are unchanged)."""
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+    original = WaitFunction._wait_interval
+
+    def wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
+        if wait_seconds > 0:
+            env.program_state_event.wait(wait_seconds * factor)
+
+    WaitFunction._wait_interval = wait_interval  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        WaitFunction._wait_interval = original  # type: ignore[method-assign]
+
+
+# ------------------------------------------------------------------------------------------ usage
+
+
+def key_used_by(emulator: Emulator, user: str, key_id: str, *, service: str, region: str) -> None:
+    """The key was just used by someone (GetAccessKeyLastUsed reports `service` in `region`, now)."""
+    from moto.core.utils import utcnow
+    from moto.iam.models import AccessKeyLastUsed
+
+    for key in emulator.backend("iam").get_user(user).access_keys:
+        if key.access_key_id == key_id:
+            key.last_used = AccessKeyLastUsed(timestamp=utcnow(), service=service, region=region)
+            return
+    raise KeyError(key_id)

@@ -1,0 +1,89 @@
+"""Fixtures of the safety matrix (docs/safety.md): one emulator per test module, reset per test; every
+sandbox is watched (I4) and its Wait states run 5x faster.
+
+`@pytest.mark.safety_slow` marks the heavy variants (the full crash matrix, 200 kills). They are skipped
+unless selected with `-m safety_slow` (or KEYROTATION_SAFETY_SLOW=1), so that `make test` stays within its
+budget while `pytest tests/safety -m safety_slow` runs the whole matrix.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from safety_harness import Harness
+
+from sandbox import deploy, faults
+from sandbox.demo import Sandbox, Scenario
+from sandbox.deploy import Assembly
+from sandbox.emulator import Emulator
+
+WAIT_SCALE = 0.2
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "safety_slow: heavy safety-matrix scenario (run with -m safety_slow)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    selected = ("safety_slow" in (config.getoption("-m") or "")
+                or os.environ.get("KEYROTATION_SAFETY_SLOW") == "1")
+    if selected:
+        return
+    skip = pytest.mark.skip(reason="heavy safety scenario: run it with -m safety_slow")
+    for item in items:
+        if "safety_slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def _running_emulator() -> Iterator[Emulator]:
+    with Emulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def emulator(_running_emulator: Emulator) -> Iterator[Emulator]:
+    _running_emulator.reset()
+    with faults.scaled_waits(WAIT_SCALE):
+        yield _running_emulator
+
+
+@pytest.fixture(scope="session")
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], tuple[Assembly, dict[str, Any]]]:
+    """The real CDK app, synthesized once per user count."""
+    cache: dict[int, tuple[Assembly, dict[str, Any]]] = {}
+
+    def get(users: int) -> tuple[Assembly, dict[str, Any]]:
+        if users not in cache:
+            workdir = tmp_path_factory.mktemp(f"safety-synth-{users}")
+            settings = deploy.sandbox_settings(users, max_polls=150)
+            path = deploy.write_settings(workdir / "settings.yaml", settings)
+            cache[users] = (deploy.synthesize(path, workdir / "cdk.out"), settings)
+        return cache[users]
+
+    return get
+
+
+@pytest.fixture
+def make_harness(emulator: Emulator, synthesized: Callable[[int], tuple[Assembly, dict[str, Any]]],
+                 tmp_path: Path) -> Iterator[Callable[..., Harness]]:
+    """make_harness(users=1, servers=2) -> a deployed, provisioned sandbox whose key changes are watched."""
+    stack = []
+
+    def make(users: int = 1, servers: int = 2, **scenario: Any) -> Harness:
+        assembly, settings = synthesized(users)
+        sandbox = Sandbox(emulator, assembly, settings, tmp_path / f"sandbox-{len(stack)}",
+                          Scenario(users=users, servers=servers, workers=2, **scenario))
+        watcher = faults.watch_key_changes(emulator, lambda user, _key, _change: harness.held(user))
+        harness = Harness(sandbox, watcher.__enter__())
+        stack.append((sandbox, watcher))
+        return harness
+
+    yield make
+    for sandbox, watcher in reversed(stack):
+        watcher.__exit__(None, None, None)
+        sandbox.close()
