@@ -79,15 +79,17 @@ class Report:
     agent_seconds: float = 0.0  # summed wall time of the agents' processes
 
     def summary_json(self) -> dict[str, Any]:
+        rotated = [u for u in self.users if u.result != "not due"]
         return {
             "result": self.result,
             "users": len(self.users),
-            "servers_confirmed": sum(u.confirmed for u in self.users),
-            "servers_total": sum(u.total for u in self.users),
-            "old_key_ids": [u.old_key_id for u in self.users],
-            "new_key_ids": [u.new_key_id for u in self.users if u.new_key_id],
-            "old_keys_deleted": [u.old_key_id for u in self.users if u.old_key == "deleted"],
-            "blocked_servers": sorted(i for u in self.users for i, s in u.servers.items() if _blocking(s)),
+            "servers_confirmed": sum(u.confirmed for u in rotated),
+            "servers_total": sum(u.total for u in rotated),
+            "old_key_ids": [u.old_key_id for u in rotated],
+            "new_key_ids": [u.new_key_id for u in rotated if u.new_key_id],
+            "old_keys_deleted": [u.old_key_id for u in rotated if u.old_key == "deleted"],
+            "not_due": [u.user for u in self.users if u.result == "not due"],
+            "blocked_servers": sorted(i for u in rotated for i, s in u.servers.items() if _blocking(s)),
             "invariants": "ok" if not self.violations else self.violations,
             "seconds": round(self.seconds, 2),
         }
@@ -253,9 +255,9 @@ class Sandbox:
         group = self.fleet.in_group(user["server_group"])
         report.total = len(group)
         if execution is None:
-            report.result = "not due" if self.scenario.scheduled and report.old_key == "Active" and not new \
-                else "failed"
-            report.servers = {s.instance_id: "not contacted" for s in group}
+            if self.scenario.scheduled and report.old_key == "Active" and not new:
+                report.result, report.total = "not due", 0
+            report.servers = {s.instance_id: "not contacted (no rotation)" for s in group}
             return report
         sfn = self.emulator.client("stepfunctions")
         description = sfn.describe_execution(executionArn=execution)

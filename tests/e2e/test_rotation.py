@@ -96,6 +96,9 @@ def test_scheduled_run_rotates_only_due_users(make_sandbox: Callable[..., Sandbo
     results = {u.user: u.result for u in report.users}
     assert results == {"svc-app1": "rotated", "svc-app2": "rotated", "svc-app3": "not due"}, report
     assert report.result == "rotated" and report.violations == []
+    summary = report.summary_json()
+    assert summary["not_due"] == ["svc-app3"] and summary["blocked_servers"] == []
+    assert summary["servers_confirmed"] == summary["servers_total"] == 2
     scheduled = [arn for arn, user in sandbox.executions.items() if user == ""]
     sfn = sandbox.emulator.client("stepfunctions")
     assert sfn.describe_execution(executionArn=scheduled[0])["status"] == "SUCCEEDED"
