@@ -912,15 +912,20 @@ def run_hook(name: str, context: Dict[str, str]) -> None:
     timeout = env_float("KEYROTATION_HOOK_TIMEOUT", 120.0)
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
     env.update(context)
-    proc = subprocess.Popen(
-        [path],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd="/",
-        start_new_session=True,
-    )
+    # The document runs us under umask 077; a daemon (re)started by the hook should not inherit it.
+    previous_umask = os.umask(0o022)
+    try:
+        proc = subprocess.Popen(
+            [path],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd="/",
+            start_new_session=True,
+        )
+    finally:
+        os.umask(previous_umask)
     try:
         output, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

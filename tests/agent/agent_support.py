@@ -148,6 +148,7 @@ class Server:
         via: str = "env",
         env: dict[str, str] | None = None,
         python: str = sys.executable,
+        umask: int = 0o077,  # as under the document's step
     ) -> subprocess.Popen[str]:
         """Start the agent: parameters as SSM_* variables (as Run Command passes them) or as flags."""
         full_env = self.base_env()
@@ -157,7 +158,9 @@ class Server:
             full_env.update({f"SSM_{name}": value for name, value in params.items()})
         else:
             argv += [f"{PARAM_FLAGS[name]}={value}" for name, value in params.items()]
-        return subprocess.Popen(argv, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            argv, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, umask=umask
+        )
 
     def run(self, params: dict[str, str], **kwargs: Any) -> Result:
         proc = self.start(params, **kwargs)

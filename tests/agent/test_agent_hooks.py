@@ -29,13 +29,15 @@ def test_hook_runs_after_the_rotation_with_context(server: Server, identity: Ide
     make_hook(
         server,
         "restart-app",
-        f'echo "$KEYROTATION_PROFILE $KEYROTATION_ACCESS_KEY_ID $KEYROTATION_CREDENTIALS_FILE" > {record}\n'
+        'echo "$KEYROTATION_PROFILE $KEYROTATION_ACCESS_KEY_ID $KEYROTATION_CREDENTIALS_FILE $(umask)"'
+        f" > {record}\n"
         "echo KEYROTATION_RESULT fake-from-hook\n",
     )
     run = server.run(server.params(identity, ReloadHook="restart-app"))
     assert run.code == 0, run.stderr
     assert run.result["hook"] == "restart-app"
-    assert record.read_text() == f"app {identity.key_id} /home/app/.aws/credentials\n"
+    # context in the environment, and a normal umask (the document step runs under umask 077)
+    assert record.read_text() == f"app {identity.key_id} /home/app/.aws/credentials 0022\n"
     # the hook's own output never reaches the command output (one result line only)
     assert run.stdout.count("KEYROTATION_RESULT") == 1
 
@@ -51,13 +53,13 @@ def test_hook_failure_is_reported_after_the_key_was_written(server: Server, iden
 
 def test_hook_timeout_kills_it(server: Server, identity: Identity) -> None:
     marker = server.path("/survived")
-    make_hook(server, "slow", f"(sleep 1; touch {marker}) &\nsleep 30\n")
+    make_hook(server, "slow", f"(sleep 0.6; touch {marker}) &\nsleep 30\n")
     started = time.monotonic()
-    run = server.run(server.params(identity, ReloadHook="slow"), env={"KEYROTATION_HOOK_TIMEOUT": "0.5"})
+    run = server.run(server.params(identity, ReloadHook="slow"), env={"KEYROTATION_HOOK_TIMEOUT": "0.3"})
     assert (run.code, run.result["error"]) == (9, "hook_failed")
     assert "timed out" in run.result["message"]
     assert time.monotonic() - started < 10
-    time.sleep(1.5)
+    time.sleep(1.0)
     assert not marker.exists(), "the hook's children must be killed with it"
 
 
