@@ -27,6 +27,7 @@ import configparser
 import contextlib
 import io
 import json
+import ntpath
 import os
 import re
 import stat
@@ -200,8 +201,8 @@ def host_path(logical: str) -> str:
 
 
 def same_path(a: str, b: str) -> bool:
-    if IS_WINDOWS:
-        return os.path.normcase(os.path.normpath(a)) == os.path.normcase(os.path.normpath(b))
+    if IS_WINDOWS:  # case-insensitive, either separator
+        return ntpath.normcase(ntpath.normpath(a)) == ntpath.normcase(ntpath.normpath(b))
     if os.path.normpath(a) == os.path.normpath(b):
         return True
     try:

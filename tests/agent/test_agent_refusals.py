@@ -161,3 +161,31 @@ def test_semantically_invalid_parameters(
     run = server.run(params)
     assert (run.code, run.result["error"]) == (2, "invalid_parameter")
     assert why in run.result["message"]
+
+
+def test_windows_system_profile_file_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Windows branch, simulated: the agent loaded as if os.name were "nt" refuses the SYSTEM profile's
+    file (the SSM Agent's own there) whatever the case or separators."""
+    import importlib.util
+
+    from agent_support import AGENT
+
+    monkeypatch.setattr(os, "name", "nt")
+    spec = importlib.util.spec_from_file_location("keyrotation_agent_windows", AGENT)
+    assert spec is not None and spec.loader is not None
+    agent = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(agent)
+    monkeypatch.undo()
+    monkeypatch.delenv("KEYROTATION_ROOT", raising=False)
+    monkeypatch.delenv("AWS_SHARED_CREDENTIALS_FILE", raising=False)
+    assert agent.IS_WINDOWS
+    for path in (
+        r"C:\Windows\System32\config\systemprofile\.aws\credentials",
+        r"c:\windows\system32\CONFIG\systemprofile\.aws\credentials",
+        "C:/Windows/System32/config/systemprofile/.aws/credentials",
+    ):
+        with pytest.raises(agent.AgentError) as caught:
+            agent.refuse_ssm_agent_file(path, "default")
+        assert caught.value.code == "refused_agent_file"
+    agent.refuse_ssm_agent_file(r"C:\Windows\System32\config\systemprofile\.aws\credentials", "app")
+    agent.refuse_ssm_agent_file(r"C:\Users\app\.aws\credentials", "default")
