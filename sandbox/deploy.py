@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from sandbox import patches
 from sandbox.emulator import Emulator
 from sandbox.fleet import Fleet, Server
 
@@ -305,7 +306,7 @@ def _create(emulator: Emulator, assembly: Assembly, deployment: Deployment, reso
                                                    PolicyDocument=document)
         out = {"Ref": props["PolicyName"]}
     elif kind == "AWS::Logs::LogGroup":
-        name = resolve(props.get("LogGroupName")) or f"/sandbox/{_physical_name(logical)}"
+        name = resolve(props.get("LogGroupName")) or _physical_name(logical, 512)
         emulator.client("logs").create_log_group(logGroupName=name)
         out = {"Ref": name, "Arn": f"arn:aws:logs:{region}:{account}:log-group:{name}:*"}
     elif kind == "AWS::SNS::Topic":
@@ -404,6 +405,9 @@ def _create_function(emulator: Emulator, assembly: Assembly, resolve: _Resolver,
         MemorySize=props.get("MemorySize", 128), Environment=environment,
         # Layers: the Powertools layer is the venv's aws-lambda-powertools here (same pinned release).
     )
+    group = resolve(props.get("LoggingConfig", {})).get("LogGroup")
+    if group:
+        patches.set_log_group(emulator.account_id, emulator.region, name, group)
     return {"Ref": name, "Arn": fn["FunctionArn"]}
 
 

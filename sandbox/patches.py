@@ -477,7 +477,7 @@ def _function_env(fn: Any, code_dir: Path) -> dict[str, str]:
             "AWS_LAMBDA_FUNCTION_NAME": fn.function_name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_size),
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{fn.function_name}",
+            "AWS_LAMBDA_LOG_GROUP_NAME": _log_group(fn),
             "LAMBDA_TASK_ROOT": str(code_dir),
             "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
             # No X-Ray daemon here.
@@ -488,11 +488,23 @@ def _function_env(fn: Any, code_dir: Path) -> dict[str, str]:
     return env
 
 
+def set_log_group(account_id: str, region: str, function_name: str, group: str) -> None:
+    """The function's LoggingConfig.LogGroup (moto ignores LoggingConfig): where its output goes."""
+    from moto.awslambda_simple.models import lambda_simple_backends
+
+    fn = lambda_simple_backends[account_id][region].get_function(function_name)
+    fn.__dict__["_sandbox_log_group"] = group
+
+
+def _log_group(fn: Any) -> str:
+    return str(fn.__dict__.get("_sandbox_log_group") or f"/aws/lambda/{fn.function_name}")
+
+
 def _write_logs(fn: Any, stream: str, lines: str) -> None:
     from moto.logs.models import logs_backends
 
     logs = logs_backends[fn.account_id][fn.region]
-    group = f"/aws/lambda/{fn.function_name}"
+    group = _log_group(fn)
     if group not in logs.groups:
         logs.create_log_group(group, {})
     logs.create_log_stream(group, stream)
@@ -516,7 +528,7 @@ def _lambda_invoke(
         invoked_function_arn=fn.function_arn,
         memory_limit_in_mb=int(fn.memory_size),
         aws_request_id=request_id,
-        log_group_name=f"/aws/lambda/{fn.function_name}",
+        log_group_name=_log_group(fn),
         log_stream_name=stream,
         deadline=time.monotonic() + float(fn.timeout),
     )
