@@ -332,7 +332,7 @@ def settings_dict(**user_overrides: Any) -> dict[str, Any]:
                 "observe_seconds": 0,
                 "grace_seconds": 0,
             },
-            "usage_margin_seconds": 900,
+            "usage_margin_seconds": 60,
             "command_timeout_seconds": 600,
             "max_concurrency": "50",
         },

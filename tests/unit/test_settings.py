@@ -24,7 +24,7 @@ def valid() -> dict[str, Any]:
             "max_key_age_days": 90,
             "waits": {"verify_interval_seconds": 10, "poll_seconds": 30, "max_polls": 120,
                       "observe_seconds": 1800, "grace_seconds": 86400},
-            "usage_margin_seconds": 900,
+            "usage_margin_seconds": 60,
             "command_timeout_seconds": 600,
             "max_concurrency": "50",
         },
@@ -162,7 +162,8 @@ BAD_VALUES = [
 
 
 @pytest.mark.parametrize(
-    ("path", "value", "message"), BAD_VALUES, ids=[f"{p}={v!r}" for p, v, _ in BAD_VALUES]
+    ("path", "value", "message"), BAD_VALUES,
+    ids=[f"{p}=<missing>" if v is _DELETE else f"{p}={v!r}" for p, v, _ in BAD_VALUES],
 )
 def test_bad_value_is_refused_naming_the_field(path: str, value: Any, message: str) -> None:
     # GIVEN an otherwise valid settings document with one bad value

@@ -18,17 +18,44 @@ from rotation_harness import World, drive, handler, settings_dict
 # -- check_usage ----------------------------------------------------------------------------------
 
 
-def test_old_key_still_in_use_stops_before_deactivation(world: World) -> None:
-    # GIVEN something used the old key a minute ago (IAM records it with 15-minute granularity)
+def test_old_key_used_after_the_cutover_stops_before_deactivation(world: World) -> None:
+    from rotation.errors import OldKeyStillInUse
+
+    # GIVEN every server confirmed the new key (the cut-over) and then something used the old key
     (old_key,) = world.iam_keys()
-    world.mark_used(old_key, datetime.now(UTC) - timedelta(minutes=1), service="s3", region="eu-west-1")
-    # WHEN the rotation reaches check_usage
-    run = drive(world)
+    state = drive(world, crash_after=6).state  # .. check_distribution
+    cutover = datetime.strptime(state["rotation"]["cutover_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    world.mark_used(old_key, cutover + timedelta(minutes=15, seconds=1), service="s3", region="eu-west-1")
+    # WHEN the rotation checks the old key's usage
+    with pytest.raises(OldKeyStillInUse) as raised:
+        handler("check_usage")(state)
     # THEN it stops, naming the service and region, and the old key stays Active
+    assert "service s3 in region eu-west-1" in str(raised.value)
+    assert world.iam_keys()[old_key] == "Active"
+
+
+def test_old_key_in_use_fails_the_whole_rotation_with_the_old_key_active(world: World) -> None:
+    # GIVEN an unknown consumer that will use the old key after the cut-over
+    (old_key,) = world.iam_keys()
+    world.mark_used(old_key, datetime.now(UTC) + timedelta(hours=1), service="s3", region="eu-west-1")
+    # WHEN the rotation runs
+    run = drive(world)
+    # THEN it stops at check_usage and never deactivates the old key
     assert run.error is not None and run.error["name"] == "OldKeyStillInUse"
     assert "service s3 in region eu-west-1" in run.error["message"]
     assert world.iam_keys()[old_key] == "Active"
     assert "deactivate" not in run.ran
+
+
+def test_old_key_used_just_before_the_cutover_is_fine(world: World) -> None:
+    # GIVEN the servers used the old key right up to the moment they switched (the normal case)
+    (old_key,) = world.iam_keys()
+    world.mark_used(old_key, datetime.now(UTC) - timedelta(minutes=1), service="s3", region="eu-west-1")
+    # WHEN the rotation runs
+    run = drive(world)
+    # THEN the usage check passes and the old key is retired
+    assert run.error is None, run.error
+    assert old_key not in world.iam_keys()
 
 
 def test_old_key_used_long_before_the_cutover_is_fine(world: World) -> None:
