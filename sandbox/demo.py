@@ -304,8 +304,15 @@ class Sandbox:
                 continue
             output = "".join(p.get("Output", "") for p in invocation.get("CommandPlugins", []))
             marker = _marker(output)
-            if invocation["Status"] == "Success" and marker.get("status") == "ok":
+            expected = rotation.get("new_key_id")
+            if invocation["Status"] == "Success" and marker.get("status") == "ok" \
+                    and marker.get("access_key_id") == expected:
                 statuses[server.instance_id] = f"ok ({marker.get('action')}: {marker.get('access_key_id')})"
+            elif invocation["Status"] == "Success" and marker.get("status") == "ok":
+                statuses[server.instance_id] = (f"wrong key (reported {marker.get('access_key_id')}, "
+                                                f"expected {expected}; ping {ping})")
+            elif invocation["Status"] == "Success" and not marker:
+                statuses[server.instance_id] = f"no result line (ping {ping})"
             else:
                 detail = marker.get("error") or invocation["StatusDetails"]
                 statuses[server.instance_id] = f"{invocation['Status']} ({detail}; ping {ping})"

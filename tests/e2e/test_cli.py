@@ -9,6 +9,8 @@ import pytest
 
 from sandbox.cli import main
 
+pytestmark = pytest.mark.slow
+
 
 def test_demo_rotates_and_ends_with_a_json_result(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["demo", "--servers", "2", "--keep", str(tmp_path)])

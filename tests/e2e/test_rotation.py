@@ -7,8 +7,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from sandbox import deploy, invariants, patches
 from sandbox.demo import Report, Sandbox
+
+pytestmark = pytest.mark.slow  # real agents on simulated servers: seconds per test
 
 
 def _run(sandbox: Sandbox, *users: str) -> Report:
@@ -75,6 +79,22 @@ def test_partial_failure_blocks_and_keeps_the_old_key(make_sandbox: Callable[...
     for instance_id in failing:
         assert _held_key(sandbox, instance_id, "svc-web") == user.old_key_id
     # AND nothing unsafe happened: every server still holds a working Active key
+    assert report.violations == []
+
+
+@pytest.mark.parametrize("fault", ["wrong_key_id", "no_marker"])
+def test_a_server_that_does_not_prove_the_new_key_blocks(
+    make_sandbox: Callable[..., Sandbox], fault: str
+) -> None:
+    # GIVEN a server whose agent exits 0 but does not report the new key (stale agent, truncated output)
+    sandbox = make_sandbox(users=1, servers=2)
+    liar = next(iter(sandbox.fleet.servers.values()))
+    setattr(liar.faults, fault, True)
+    report = _run(sandbox)
+    # THEN "Success" alone does not confirm it: the rotation is blocked, the old key stays Active
+    [user] = report.users
+    assert report.result == "blocked" and user.error == "TargetsUnconfirmed" and user.old_key == "Active"
+    assert report.summary_json()["blocked_servers"] == [liar.instance_id]
     assert report.violations == []
 
 
