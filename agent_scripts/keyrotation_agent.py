@@ -1,5 +1,4 @@
 #!/usr/bin/env python3
-# ruff: noqa: PTH102, PTH105, PTH107, PTH112, PTH113, PTH118, PTH120, PTH121, PTH123, PTH208, S105
 # (PTH: the agent works with file descriptors and dir_fd on purpose; S105: key names, not passwords.)
 """Key rotation agent: writes the current access key of a secret into one profile of a credentials file.
 
