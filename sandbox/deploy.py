@@ -81,7 +81,8 @@ def sandbox_settings(users: int, *, max_polls: int = 120) -> dict[str, Any]:
                 "profile": PROFILE,
                 # A local account of every simulated server (see Fleet.local_users).
                 "file_owner": PROFILE,
-                "reload_hook": RELOAD_HOOK,
+                # The agent runs hooks only from a root-owned directory chain: as another user, no hook.
+                "reload_hook": RELOAD_HOOK if os.geteuid() == 0 else None,
             }
             for name in names
         ],
