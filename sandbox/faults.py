@@ -144,12 +144,13 @@ def _throttling_error(service: str) -> Exception:
 
 @contextlib.contextmanager
 def throttle(rate: float = 0.3, *, seed: int = 0, services: frozenset[str] = THROTTLED_SERVICES,
-             exempt_keys: frozenset[str] = HARNESS_KEYS,
-             only: Callable[[str, str], bool] | None = None) -> Iterator[ThrottleLog]:
+             exempt_keys: frozenset[str] = HARNESS_KEYS, first: int = 0,
+             only: Callable[[str, str, str], bool] | None = None) -> Iterator[ThrottleLog]:
     """Answer about `rate` of the eligible requests with the service's throttling error, server side.
 
     Eligible: a request to one of `services`, signed with a key not in `exempt_keys`, and, if `only` is given,
-    for which `only(service, action)` is true. `rate=1.0` with `only` throttles exactly those calls.
+    for which `only(service, action, user_agent)` is true. The first `first` eligible requests of each
+    service:action are always throttled (so every API really goes through its retry path).
     """
     from moto.core.responses import ActionResult, BaseResponse
 
@@ -172,10 +173,10 @@ def throttle(rate: float = 0.3, *, seed: int = 0, services: frozenset[str] = THR
         name = f"{service}:{action}"
         if key in exempt_keys:
             return original(self)
-        if only is None or only(service, action):
+        if only is None or only(service, action, str(self.headers.get("User-Agent", ""))):
             with lock:
                 log.attempts[name] += 1
-                hit = rng.random() < rate
+                hit = log.attempts[name] <= first or rng.random() < rate
                 if hit:
                     log.throttled[name] += 1
             if hit:
@@ -193,6 +194,11 @@ def throttle(rate: float = 0.3, *, seed: int = 0, services: frozenset[str] = THR
         yield log
     finally:
         BaseResponse.call_action = original  # type: ignore[method-assign]
+
+
+def from_lambda(user_agent: str) -> bool:
+    """Whether a request came from a Lambda function (botocore adds the execution environment it runs in)."""
+    return "exec-env/AWS_Lambda" in user_agent
 
 
 # ------------------------------------------------------------------------------------- key changes
@@ -266,13 +272,16 @@ def scaled_waits(factor: float) -> Iterator[None]:
 # ------------------------------------------------------------------------------------------ usage
 
 
-def key_used_by(emulator: Emulator, user: str, key_id: str, *, service: str, region: str) -> None:
-    """The key was just used by someone (GetAccessKeyLastUsed reports `service` in `region`, now)."""
+def key_used_by(emulator: Emulator, user: str, key_id: str, *, service: str, region: str,
+                after_seconds: float = 0.0) -> None:
+    """Someone used the key: GetAccessKeyLastUsed reports `service` in `region`, `after_seconds` from now
+    (IAM records a use late, once per 15 minutes: a consumer that keeps using a key shows up later)."""
     from moto.core.utils import utcnow
     from moto.iam.models import AccessKeyLastUsed
 
+    when = utcnow() + datetime.timedelta(seconds=after_seconds)
     for key in emulator.backend("iam").get_user(user).access_keys:
         if key.access_key_id == key_id:
-            key.last_used = AccessKeyLastUsed(timestamp=utcnow(), service=service, region=region)
+            key.last_used = AccessKeyLastUsed(timestamp=when, service=service, region=region)
             return
     raise KeyError(key_id)
