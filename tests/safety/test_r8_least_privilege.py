@@ -1,0 +1,143 @@
+"""R8: least privilege, proven on the synthesized template of a 2-user / 2-group deployment.
+
+Statement-level: every Allow statement of every role (tests/infra/infra_synth.grants, conditions ignored —
+a condition only narrows, so "not allowed even without conditions" is a proof) is evaluated against concrete
+ARNs: no Lambda role may create, update or delete a key of a user outside the managed path (or in another
+account); no server group's role may read another group's secret (or anything else in Secrets Manager).
+Each "cannot" comes with the matching "can" on the role's own resources, so an empty policy fails the test.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox.deploy import Assembly
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infra"))
+from infra_synth import Grant, as_list, grants, render, step_roles  # noqa: E402
+
+ACCOUNT, REGION, OTHER_ACCOUNT = "123456789012", "us-east-1", "999999999999"
+KEY_ACTIONS = ("iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:DeleteAccessKey")
+SECRET_READS = ("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret")
+# AWS-managed policies a role may carry; none of them grants IAM key or Secrets Manager actions.
+KNOWN_MANAGED = {"AmazonSSMManagedInstanceCore", "AWSLambdaBasicExecutionRole"}
+
+
+def _concrete(text: str, refs: dict[str, str]) -> str:
+    text = (text.replace("${AWS::Partition}", "aws").replace("${AWS::AccountId}", ACCOUNT)
+            .replace("${AWS::Region}", REGION))
+    for logical, value in refs.items():
+        text = text.replace("${Ref:" + logical + "}", value)
+    return text
+
+
+def _match(pattern: str, value: str) -> bool:
+    return fnmatch.fnmatchcase(value.lower(), pattern.lower()) if "[" not in pattern else pattern == value
+
+
+class Policies:
+    def __init__(self, template: dict[str, Any], refs: dict[str, str]) -> None:
+        self.template = template
+        self.grants: list[Grant] = grants(template)
+        self.refs = refs
+
+    def allows(self, role: str, action: str, resource: str) -> bool:
+        return any(
+            grant.role == role
+            and any(_match(pattern, action) for pattern in grant.actions)
+            and any(_match(_concrete(r, self.refs), resource) for r in grant.resources)
+            for grant in self.grants
+        )
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    synthesized: Callable[[int], tuple[Assembly, dict[str, Any]]],
+) -> tuple[Policies, dict[str, Any]]:
+    assembly, settings = synthesized(2)
+    template = assembly.template
+    secrets = {r["Properties"]["Name"]: logical for logical, r in template["Resources"].items()
+               if r["Type"] == "AWS::SecretsManager::Secret"}
+    # A Secret's Ref is its ARN: name + 6 random characters
+    refs = {logical: f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-AbCdEf"
+            for name, logical in secrets.items()}
+    return Policies(template, refs), settings
+
+
+def _group_roles(template: dict[str, Any]) -> dict[str, str]:
+    """server group name -> logical id of its hybrid-activation role (ssm.amazonaws.com, SSM core policy)."""
+    roles = {}
+    for logical, resource in template["Resources"].items():
+        props = resource["Properties"]
+        managed = [render(arn) for arn in as_list(props.get("ManagedPolicyArns", []))]
+        hybrid = any(arn.endswith("/AmazonSSMManagedInstanceCore") for arn in managed)
+        if resource["Type"] == "AWS::IAM::Role" and hybrid:
+            group = re.search(r"group (\S+)", props.get("Description", ""))
+            assert group, f"{logical}: which group? {props.get('Description')!r}"
+            roles[group.group(1)] = logical
+    return roles
+
+
+def _secret_arn(name: str) -> str:
+    return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-AbCdEf"
+
+
+def test_lambda_roles_cannot_manage_keys_outside_the_managed_path(
+    deployment: tuple[Policies, dict[str, Any]],
+) -> None:
+    policies, settings = deployment
+    path = settings["managed_path"]
+    roles = step_roles(policies.template)
+    user = settings["users"][0]["name"]
+    inside = f"arn:aws:iam::{ACCOUNT}:user{path}{user}"
+    outside = [f"arn:aws:iam::{ACCOUNT}:user/{user}", f"arn:aws:iam::{ACCOUNT}:user/admins/{user}",
+               f"arn:aws:iam::{ACCOUNT}:user/keyrotation-other/{user}",
+               f"arn:aws:iam::{OTHER_ACCOUNT}:user{path}{user}", f"arn:aws:iam::{ACCOUNT}:role{path}{user}"]
+    # the steps that must manage keys can, on managed users
+    assert policies.allows(roles["create_key"], "iam:CreateAccessKey", inside)
+    assert policies.allows(roles["deactivate"], "iam:UpdateAccessKey", inside)
+    assert policies.allows(roles["rollback"], "iam:UpdateAccessKey", inside)
+    assert policies.allows(roles["delete"], "iam:DeleteAccessKey", inside)
+    # no role of the stack can, on anyone else
+    every_role = [logical for logical, r in policies.template["Resources"].items()
+                  if r["Type"] == "AWS::IAM::Role"]
+    allowed = [(role, action, arn) for role in every_role for action in KEY_ACTIONS for arn in outside
+               if policies.allows(role, action, arn)]
+    assert allowed == []
+
+
+def test_a_server_groups_role_reads_only_its_own_secret(deployment: tuple[Policies, dict[str, Any]]) -> None:
+    policies, settings = deployment
+    roles = _group_roles(policies.template)
+    secret_of_group = {u["server_group"]: settings["secret_prefix"] + u["name"] for u in settings["users"]}
+    assert set(roles) == set(secret_of_group) and len(roles) == 2, roles
+    for group, role in roles.items():
+        own = _secret_arn(secret_of_group[group])
+        assert all(policies.allows(role, action, own) for action in SECRET_READS), (group, role)
+        others = [_secret_arn(name) for g, name in secret_of_group.items() if g != group]
+        others += [_secret_arn("keyrotation/svc-unmanaged"), _secret_arn("prod/database"),
+                   f"arn:aws:secretsmanager:{REGION}:{OTHER_ACCOUNT}:secret:{secret_of_group[group]}-AbCdEf"]
+        readable = [arn for arn in others for action in (*SECRET_READS, "secretsmanager:*")
+                    if policies.allows(role, action, arn)]
+        assert readable == [], (group, readable)
+        # and nothing that writes secrets or touches IAM keys
+        writes = [a for g in policies.grants if g.role == role for a in g.actions
+                  if a.startswith(("iam:", "kms:Encrypt", "secretsmanager:Put", "secretsmanager:Update"))]
+        assert writes == [], (group, writes)
+
+
+def test_no_role_carries_an_unexpected_managed_policy(deployment: tuple[Policies, dict[str, Any]]) -> None:
+    policies, _ = deployment
+    for logical, resource in policies.template["Resources"].items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        assert "Policies" not in resource["Properties"], logical  # every grant is in an AWS::IAM::Policy
+        for arn in as_list(resource["Properties"].get("ManagedPolicyArns", [])):
+            assert render(arn).rsplit("/", 1)[-1] in KNOWN_MANAGED, (logical, render(arn))
