@@ -10,6 +10,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,10 +74,24 @@ class _Console:
 
 
 def demo(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    try:
+        report = _demo(args, started)
+    except Exception as exc:  # the last line stays one JSON object, whatever broke
+        traceback.print_exc()
+        failure = {"result": "failed", "error": f"{type(exc).__name__}: {exc}",
+                   "seconds": round(time.monotonic() - started, 2)}
+        print(json.dumps(failure), flush=True)
+        return 1
+    print(json.dumps(report.summary_json()), flush=True)
+    expected = "blocked" if args.fail or args.offline else "rotated"
+    return 0 if report.result == expected else 1
+
+
+def _demo(args: argparse.Namespace, started: float) -> Report:
     scenario = Scenario(users=args.users, servers=args.servers, fail=args.fail, offline=args.offline,
                         scheduled=args.scheduled, workers=args.workers)
     console = _Console()
-    started = time.monotonic()
     with _workdir(args.keep) as workdir:
         console.say(f"Sandbox: {scenario.users} user(s) x {scenario.servers} server(s) each, "
                     f"workdir {workdir}")
@@ -102,9 +117,7 @@ def demo(args: argparse.Namespace) -> int:
                     console.say(f"Kept: {workdir} (servers/, settings.yaml, cdk.out/, state.json)")
             finally:
                 sandbox.close()
-    print(json.dumps(report.summary_json()), flush=True)
-    expected = "blocked" if args.fail or args.offline else "rotated"
-    return 0 if report.result == expected else 1
+    return report
 
 
 def _moto_version() -> str:

@@ -36,3 +36,17 @@ def test_demo_rotates_and_ends_with_a_json_result(tmp_path: Path, capsys: pytest
 def test_demo_rejects_impossible_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--servers", "2", "--fail", "3"]) == 2
     assert "--fail" in capsys.readouterr().err
+
+
+def test_a_broken_run_still_ends_with_a_json_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sandbox import deploy
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("synth exploded")
+
+    monkeypatch.setattr(deploy, "synthesize", broken)
+    assert main(["demo", "--servers", "1"]) == 1
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["result"] == "failed" and "synth exploded" in last["error"]
