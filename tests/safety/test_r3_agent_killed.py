@@ -112,6 +112,7 @@ def kill_at_random_points(server: Server, identity: Identity, kills: int, seed: 
     assert sorted(p.name for p in path.parent.iterdir()) == ["config", "credentials",
                                                              "credentials.keyrotation-backup"]
     assert _snapshot(server) == bystanders
+    print(f"R3 figures: {outcomes}")
     return outcomes
 
 

@@ -65,7 +65,8 @@ def test_the_scan_finds_a_planted_secret(make_harness: Callable[..., Harness], p
     secret = _secret_of(harness)
     # WHEN a secret access key is planted in one place the scan reads
     if place == "sns":
-        harness.emulator.client("sns").publish(TopicArn=harness.deployment.topic_arn, Message=f"oops {secret}")
+        sns = harness.emulator.client("sns")
+        sns.publish(TopicArn=harness.deployment.topic_arn, Message=f"oops {secret}")
     elif place == "lambda log":
         logs = harness.emulator.client("logs")
         group = f"/aws/lambda/{harness.function('prepare')}"
