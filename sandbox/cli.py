@@ -17,6 +17,7 @@ from pathlib import Path
 from sandbox import deploy
 from sandbox.demo import Progress, Report, Sandbox, Scenario, max_polls_for
 from sandbox.emulator import Emulator
+from sandbox.warm_python import cold_agents_requested
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="leave the servers' files, settings, template and a state.json dump in DIR")
     demo.add_argument("--workers", type=int, default=None, metavar="W",
                       help="servers whose agent runs at the same time (default 2 per CPU)")
+    demo.add_argument("--cold-agents", action="store_true",
+                      help="start a new python3 for every run of the document instead of the warm interpreter "
+                           "(docs/sandbox.md); also KEYROTATION_SANDBOX_COLD_AGENTS=1")
     return parser
 
 
@@ -90,7 +94,8 @@ def demo(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace, started: float) -> Report:
     scenario = Scenario(users=args.users, servers=args.servers, fail=args.fail, offline=args.offline,
-                        scheduled=args.scheduled, workers=args.workers)
+                        scheduled=args.scheduled, workers=args.workers,
+                        cold_agents=args.cold_agents or cold_agents_requested())
     console = _Console()
     with _workdir(args.keep) as workdir:
         console.say(f"Sandbox: {scenario.users} user(s) x {scenario.servers} server(s) each, "
@@ -174,8 +179,10 @@ def _print_summary(console: _Console, report: Report) -> None:
                     "AWSCURRENT is Active; no secret in histories, commands, SNS, logs or this output")
     if report.agent_runs:
         mean = report.agent_seconds / report.agent_runs
+        how = ("warm interpreter, sandbox/warm_python.py" if report.agent_python == "warm"
+               else "a new python3 per run")
         console.say(f"  agents: {report.agent_runs} runs, {mean:.2f}s each on average "
-                    "(sh + the document's Linux step)")
+                    f"(sh + the document's Linux step; python3: {how})")
     console.say(f"  result: {report.result} in {report.seconds:.1f}s")
 
 

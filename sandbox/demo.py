@@ -38,6 +38,7 @@ class Scenario:
     offline: int = 0  # servers that are not connected
     scheduled: bool = False  # start the scheduled machine as the maintenance window would
     workers: int | None = None  # parallel agents
+    cold_agents: bool = False  # a new python3 per run instead of the warm interpreter (sandbox/warm_python.py)
 
     def due_users(self) -> list[str]:
         """Scheduled scenario: the first half of the users (at least one) hold a key past its max age."""
@@ -77,6 +78,7 @@ class Report:
     seconds: float
     agent_runs: int = 0
     agent_seconds: float = 0.0  # summed wall time of the agents' processes
+    agent_python: str = "cold"  # how the servers' python3 ran: "warm" (sandbox/warm_python.py) or "cold"
 
     def summary_json(self) -> dict[str, Any]:
         rotated = [u for u in self.users if u.result != "not due"]
@@ -105,7 +107,7 @@ class Sandbox:
         self.workdir = Path(workdir)
         self.deployment: Deployment = deploy.deploy(emulator, assembly, settings)
         self.fleet = Fleet(self.workdir / "servers", emulator.endpoint, emulator.region,
-                           workers=scenario.workers)
+                           workers=scenario.workers, warm_agents=False if scenario.cold_agents else None)
         due = scenario.due_users() if scenario.scheduled else None
         self.initial_keys = deploy.provision(emulator, self.deployment, self.fleet, scenario.servers,
                                              due_users=due)
@@ -241,7 +243,8 @@ class Sandbox:
         else:
             result = "failed"  # nothing rotated, nothing blocked: the scenario did not run
         runs = sum(s.runs for s in self.fleet.servers.values())
-        return Report(result, users, violations, time.monotonic() - started, runs, self.fleet.agent_seconds)
+        return Report(result, users, violations, time.monotonic() - started, runs, self.fleet.agent_seconds,
+                      self.fleet.agent_python)
 
     def _user_report(self, user: dict[str, Any]) -> UserReport:
         name = user["name"]

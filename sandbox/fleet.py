@@ -30,6 +30,7 @@ from typing import Any
 import boto3
 
 from sandbox.patches import PluginResult, RunRequest, linux_shell_steps
+from sandbox.warm_python import WarmPython, cold_agents_requested
 
 AGENT_VERSION = "3.3.2957.0"  # ≥ 3.3.2746.0: ENV_VAR interpolation
 MARKER = "KEYROTATION_RESULT"  # design.md §5
@@ -75,7 +76,7 @@ class Fleet:
     """N simulated managed instances plus their SSM Agent; implements `patches.ManagedInstances`."""
 
     def __init__(self, base_dir: Path, endpoint: str, region: str, *, workers: int | None = None,
-                 local_users: tuple[str, ...] = ("app",)) -> None:
+                 local_users: tuple[str, ...] = ("app",), warm_agents: bool | None = None) -> None:
         self.base_dir = Path(base_dir)
         # Local accounts of every server (<root>/etc/passwd, which the agent reads under KEYROTATION_ROOT).
         # They map to whoever runs the sandbox, so the files the agent chowns stay ours.
@@ -90,6 +91,20 @@ class Fleet:
         self.agent_seconds = 0.0  # total wall time spent inside agent processes (for the benchmark)
         self._in_flight = 0
         self._idle = threading.Condition(self._lock)
+        # `python3` for the servers: the warm interpreter (sandbox/warm_python.py) unless opted out; it
+        # falls back to the real one by itself. Started now (a new process), waited for at the first run.
+        if warm_agents is None:
+            warm_agents = not cold_agents_requested()
+        self.warm: WarmPython | None = None
+        if warm_agents:
+            from ssm_documents.render import AGENT_PATH
+
+            self.warm = WarmPython(preload=[str(AGENT_PATH)]).start()
+
+    @property
+    def agent_python(self) -> str:
+        """How the servers' `python3` runs: "warm" (sandbox/warm_python.py) or "cold" (a new interpreter)."""
+        return "warm" if self.warm is not None and self.warm.ready() else "cold"
 
     # -------------------------------------------------------------------------------------- servers
 
@@ -220,6 +235,8 @@ class Fleet:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self.warm is not None:
+            self.warm.stop()
 
     # ---------------------------------------------------------------------------------- the agent
 
@@ -294,6 +311,8 @@ class Fleet:
 
     def _environment(self, server: Server, request: RunRequest) -> dict[str, str]:
         python_bin = str(Path(sys.executable).parent)
+        if self.warm is not None and self.warm.ready():
+            python_bin = f"{self.warm.bin_dir}:{python_bin}"  # the shim's python3 first, then the venv's
         env = {
             "PATH": f"{python_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": str(server.path("/root")),
