@@ -285,3 +285,51 @@ def key_used_by(emulator: Emulator, user: str, key_id: str, *, service: str, reg
             key.last_used = AccessKeyLastUsed(timestamp=when, service=service, region=region)
             return
     raise KeyError(key_id)
+
+
+# ---------------------------------------------------------------------------------- IAM enforcement
+
+
+@contextlib.contextmanager
+def enforce_iam() -> Iterator[None]:
+    """moto checks every request's signature and the caller's IAM policies (its `enable_iam_authentication`),
+    against the resource the request names.
+
+    moto only knows role resources (any other request is checked against `*`, which no scoped statement
+    matches); this adds the user a key action names and the secret a Secrets Manager action names. While
+    active, only callers with real credentials of the emulator's IAM get through: the harness's own clients
+    are refused, so keep the block short and make no other calls inside it.
+    """
+    from moto.core.authorization import enable_iam_authentication
+    from moto.iam.responses import IamResponse
+    from moto.secretsmanager.responses import SecretsManagerResponse
+
+    if "_determine_resource" in vars(SecretsManagerResponse):
+        raise patches.PatchError("moto now resolves Secrets Manager resources itself: drop enforce_iam's")
+    original_iam = IamResponse._determine_resource
+
+    def iam_resource(self: Any) -> str:
+        names = self.data.get("UserName") if isinstance(self.data, dict) else None
+        if names:
+            name = names[0] if isinstance(names, list) else names
+            try:
+                return str(self.backend.get_user(name).arn)
+            except Exception:  # unknown user: the ARN it would have on the root path
+                return f"arn:aws:iam::{self.current_account}:user/{name}"
+        return str(original_iam(self))
+
+    def secret_resource(self: Any) -> str:
+        secret_id = self._get_param("SecretId")
+        if not secret_id:
+            return "*"
+        secret = self.backend.secrets.get(secret_id)
+        return str(secret.arn) if secret is not None else str(secret_id)
+
+    IamResponse._determine_resource = iam_resource  # type: ignore[method-assign]
+    SecretsManagerResponse._determine_resource = secret_resource  # type: ignore[attr-defined]
+    try:
+        with enable_iam_authentication():
+            yield
+    finally:
+        IamResponse._determine_resource = original_iam  # type: ignore[method-assign]
+        del SecretsManagerResponse._determine_resource  # type: ignore[attr-defined]

@@ -5,6 +5,10 @@ a condition only narrows, so "not allowed even without conditions" is a proof) i
 ARNs: no Lambda role may create, update or delete a key of a user outside the managed path (or in another
 account); no server group's role may read another group's secret (or anything else in Secrets Manager).
 Each "cannot" comes with the matching "can" on the role's own resources, so an empty policy fails the test.
+
+In the sandbox: the deployed roles carry the template's policies; with `faults.enforce_iam` moto checks
+them (signature, then the caller's policies against the user or secret the request names), and the roles'
+sessions are refused what the template does not grant.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
+from safety_harness import Harness
 
+from sandbox import faults
 from sandbox.deploy import Assembly
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infra"))
@@ -141,3 +148,59 @@ def test_no_role_carries_an_unexpected_managed_policy(deployment: tuple[Policies
         assert "Policies" not in resource["Properties"], logical  # every grant is in an AWS::IAM::Policy
         for arn in as_list(resource["Properties"].get("ManagedPolicyArns", [])):
             assert render(arn).rsplit("/", 1)[-1] in KNOWN_MANAGED, (logical, render(arn))
+
+
+def _denied_or_allowed(call: Callable[[], Any]) -> str:
+    try:
+        call()
+    except ClientError as exc:
+        code = str(exc.response["Error"]["Code"])
+        # moto serializes Secrets Manager's AccessDeniedException with the HTTP status as its code
+        return "denied" if code in ("AccessDenied", "AccessDeniedException", "403") else code
+    return "allowed"
+
+
+def test_the_emulator_enforcing_the_deployed_policies_denies_the_rest(
+    make_harness: Callable[..., Harness], synthesized: Callable[[int], tuple[Assembly, dict[str, Any]]]
+) -> None:
+    # GIVEN the 2-group system deployed with its roles' policies, and a user outside the managed path
+    harness = make_harness(users=2, servers=1)
+    assembly, settings = synthesized(2)
+    deployment = harness.deployment
+    harness.emulator.client("iam").create_user(UserName="svc-outside", Path="/")
+    sts = harness.emulator.client("sts")
+
+    def session_of(role_arn: str) -> dict[str, str]:
+        creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="safety")["Credentials"]
+        return {"aws_access_key_id": creds["AccessKeyId"], "aws_secret_access_key": creds["SecretAccessKey"],
+                "aws_session_token": creds["SessionToken"]}
+
+    groups = {g: session_of(arn) for g, arn in deployment.group_roles.items()}
+    create_key = session_of(deployment.physical[step_roles(assembly.template)["create_key"]]["Arn"])
+    users = {u["name"]: u["server_group"] for u in settings["users"]}
+    results: dict[tuple[str, str], str] = {}
+    # WHEN moto enforces IAM and each role tries what it may and may not do
+    with faults.enforce_iam():
+        for group, session in groups.items():
+            sm = harness.emulator.client("secretsmanager", **session)
+            for user in users:
+                results[(group, user)] = _denied_or_allowed(
+                    lambda sm=sm, user=user: sm.get_secret_value(SecretId=deployment.secrets[user],
+                                                                 VersionStage="AWSCURRENT"))
+        iam = harness.emulator.client("iam", **create_key)
+        inside = next(iter(users))
+
+        def create_and_delete_inside() -> None:
+            key = iam.create_access_key(UserName=inside)["AccessKey"]["AccessKeyId"]
+            iam.delete_access_key(UserName=inside, AccessKeyId=key)
+
+        results[("create_key", inside)] = _denied_or_allowed(create_and_delete_inside)
+        results[("create_key", "svc-outside")] = _denied_or_allowed(
+            lambda: iam.create_access_key(UserName="svc-outside"))
+    # THEN each group reads its own user's secret only, and create_key manages keys on the managed path only
+    expected = {(group, user): "allowed" if users[user] == group else "denied"
+                for group in groups for user in users}
+    expected[("create_key", inside)] = "allowed"
+    expected[("create_key", "svc-outside")] = "denied"
+    assert results == expected
+    assert harness.emulator.client("iam").list_access_keys(UserName="svc-outside")["AccessKeyMetadata"] == []
