@@ -73,15 +73,15 @@ class Harness:
         deadline = time.monotonic() + timeout
         for arn in arns:
             while True:
-                status = sfn.describe_execution(executionArn=arn)["status"]
-                events = sfn.get_execution_history(executionArn=arn)["events"]
-                ended = events and events[-1]["type"] in ("ExecutionSucceeded", "ExecutionFailed",
-                                                           "ExecutionAborted")
-                if status != "RUNNING" and ended:
-                    break
+                # the (cheap) status first; the history only once it ended, until its last event is written
+                if sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
+                    events = sfn.get_execution_history(executionArn=arn)["events"]
+                    if events and events[-1]["type"] in ("ExecutionSucceeded", "ExecutionFailed",
+                                                         "ExecutionAborted"):
+                        break
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{arn} still {status} after {timeout:.0f}s")
-                time.sleep(0.1)
+                    raise TimeoutError(f"{arn} did not end within {timeout:.0f}s")
+                time.sleep(0.2)
         self.fleet.wait_idle(timeout=timeout)
 
     def run(self, user: str = "svc-web", mode: str = "standard", **extra: Any) -> Outcome:

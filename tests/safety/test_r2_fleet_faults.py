@@ -18,8 +18,8 @@ from sandbox import faults
 from sandbox.fleet import WRONG_KEY_ID, Server
 
 N, K = 4, 2
-SHORT_POLLS = 8  # × 1 s (scaled to 0.2 s): a slow server misses this budget
-SLOW_SECONDS = 5.0
+SHORT_POLLS = 30  # × 1 s (scaled to 0.2 s): 6 s, which a healthy agent meets even on a loaded machine …
+SLOW_SECONDS = 15.0  # … and a slow one misses
 
 
 def _fail(_: Harness, server: Server) -> None:
@@ -50,7 +50,7 @@ FAULTS: dict[str, tuple[Callable[[Harness, Server], None], str, tuple[str, ...]]
     "no_marker": (_no_marker, "TargetsUnconfirmed", ("no KEYROTATION_RESULT line",)),
     "times_out": (_slow, "TargetsUnconfirmed", (f"after {SHORT_POLLS} polls",)),
 }
-FAST = {"offline", "wrong_key_id"}
+FAST: set[str] = set()  # the mixed test below covers three faults in one run
 
 
 def _fix(server: Server) -> None:
@@ -105,7 +105,8 @@ def test_k_of_n_servers_misbehave_then_fixed(make_harness: Callable[..., Harness
         break_server(harness, server)
     old_key = next(iter(harness.keys()))
     # WHEN the rotation runs
-    blocked = harness.run(waits={**harness.execution_input()["waits"], "max_polls": SHORT_POLLS})
+    polls = SHORT_POLLS if fault == "times_out" else harness.execution_input()["waits"]["max_polls"]
+    blocked = harness.run(waits={**harness.execution_input()["waits"], "max_polls": polls})
     # THEN it fails, the old key stays Active, the alert names each broken server with the reason
     assert blocked.status == "FAILED"
     _assert_blocked_and_named(harness, blocked.user.error, harness.keys()[old_key], error,

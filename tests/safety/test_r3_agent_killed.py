@@ -118,7 +118,7 @@ def kill_at_random_points(server: Server, identity: Identity, kills: int, seed: 
 
 def test_agent_killed_at_random_points_sample(tmp_path: Path, moto_url: str) -> None:
     server = make_server(tmp_path / "server", moto_url)
-    outcomes = kill_at_random_points(server, make_identity(moto_url), kills=12, seed=6)
+    outcomes = kill_at_random_points(server, make_identity(moto_url), kills=8, seed=6)
     assert outcomes["old"] >= 1 and outcomes["new"] >= 1, outcomes
 
 

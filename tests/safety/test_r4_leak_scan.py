@@ -25,6 +25,7 @@ def _secret_of(harness: Harness, user: str = "svc-web") -> str:
     return secret
 
 
+@pytest.mark.safety_slow
 def test_failure_paths_leak_no_secret(make_harness: Callable[..., Harness], caplog: pytest.LogCaptureFixture,
                                       capfd: pytest.CaptureFixture[str]) -> None:
     # GIVEN 3 servers, one of which fails and one prints another key id

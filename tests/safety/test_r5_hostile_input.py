@@ -195,7 +195,10 @@ AGENT_REFUSALS: list[tuple[str, dict[str, str], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("label", "overrides", "word"), AGENT_REFUSALS, ids=[a[0] for a in AGENT_REFUSALS])
+@pytest.mark.parametrize(("label", "overrides", "word"), [
+    pytest.param(*case, id=case[0], marks=() if i == 0 else (pytest.mark.safety_slow,))
+    for i, case in enumerate(AGENT_REFUSALS)
+])
 def test_values_the_patterns_admit_are_refused_by_the_agent(
     make_harness: Callable[..., Harness], label: str, overrides: dict[str, str], word: str
 ) -> None:
