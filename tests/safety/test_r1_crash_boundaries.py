@@ -14,6 +14,7 @@ a new execution of the same mode must finish the rotation with the user's second
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
@@ -108,3 +109,15 @@ def test_crash_at_a_boundary_then_a_new_execution_finishes(
         assert created == 2, dict(calls.executed)
     else:
         assert created == 1, dict(calls.executed)
+
+
+def test_the_matrix_covers_every_task_of_the_deployed_machine(make_harness: Callable[..., Harness]) -> None:
+    # A step added to the machine without a row in this matrix fails here.
+    harness = make_harness(users=1, servers=1)
+    sfn = harness.emulator.client("stepfunctions")
+    definition = json.loads(sfn.describe_state_machine(
+        stateMachineArn=harness.deployment.rotation_machine)["definition"])
+    tasks = {name for name, state in definition["States"].items() if state["Type"] == "Task"}
+    assert tasks == set(STANDARD_PATH)
+    assert set(EMERGENCY_PATH) == set(STANDARD_PATH) - {"check_usage"}
+    assert len(BOUNDARIES) == (len(STANDARD_PATH) + len(EMERGENCY_PATH)) * len(PHASES) * len(KINDS) == 84
