@@ -18,6 +18,7 @@ import hashlib
 import importlib
 import io
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -453,14 +454,24 @@ def _environment(variables: dict[str, str]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _captured_output(sink: list[str]) -> Iterator[None]:
+def _captured_output(sink: list[str], service: str | None) -> Iterator[None]:
     out, err = sys.stdout, sys.stderr
     sys.stdout = _RoutedStream(out)
     sys.stderr = _RoutedStream(err)
     _log_route.sink = sink
+    # Powertools' Logger keeps the stream it found when the service's logger was first configured, and
+    # reuses that logger by name: configured earlier in this process (another test, another emulator), it
+    # may hold a stream that is closed by now. In Lambda that stream is the process's stdout: point it there.
+    handlers = [h for h in logging.getLogger(service).handlers if isinstance(h, logging.StreamHandler)] \
+        if service else []
+    saved = [h.stream for h in handlers]
+    for handler in handlers:
+        handler.stream = sys.stdout
     try:
         yield
     finally:
+        for handler, stream in zip(handlers, saved, strict=True):
+            handler.stream = stream
         _log_route.sink = None
         sys.stdout, sys.stderr = out, err
 
@@ -537,7 +548,8 @@ def _lambda_invoke(
         code_dir = _code_dir(fn)
         env = _function_env(fn, code_dir)
         try:
-            with _environment(env), _module_scope(code_dir), _captured_output(sink):
+            with _environment(env), _module_scope(code_dir), \
+                    _captured_output(sink, env.get("POWERTOOLS_SERVICE_NAME")):
                 for hook in list(lambda_hooks):
                     hook(fn.function_name, "before")
                 handler = getattr(importlib.import_module(module_name), attr)

@@ -57,6 +57,34 @@ def test_one_user_five_servers(make_sandbox: Callable[..., Sandbox]) -> None:
     assert any(k.startswith("sns ") and "Outcome: rotated" in v for k, v in texts.items())
 
 
+def test_step_logs_reach_the_log_group_even_if_the_service_logger_was_configured_before(
+    make_sandbox: Callable[..., Sandbox],
+) -> None:
+    import io
+    import sys
+
+    from aws_lambda_powertools import Logger
+
+    # GIVEN this process configured the service's logger earlier on a stream that is closed by now (as a unit
+    # test in the same pytest worker does: Powertools reuses a configured logger by name)
+    closed, saved = io.StringIO(), sys.stdout
+    sys.stdout = closed
+    try:
+        Logger(service="keyrotation")
+    finally:
+        sys.stdout = saved
+    closed.close()
+    sandbox = make_sandbox(users=1, servers=1)
+    # WHEN a rotation runs
+    report = _run(sandbox)
+    # THEN every step's log lines land in its log group, with no logging error
+    assert report.result == "rotated", report
+    texts = dict(invariants.observable_texts(sandbox.emulator, sandbox.deployment))
+    prepare_group = next(k for k in texts if k.startswith("logs ") and "Logsprepare" in k)
+    assert '"message":"step done"' in texts[prepare_group]
+    assert not [k for k, v in texts.items() if "Logging error" in v]
+
+
 def test_three_users_two_servers_each(make_sandbox: Callable[..., Sandbox]) -> None:
     sandbox = make_sandbox(users=3, servers=2)
     report = _run(sandbox)
