@@ -66,6 +66,7 @@ class Measurement:
     cpu_self: float = 0.0  # CPU of this process: emulator, Step Functions executor, Lambdas, harness
     cpu_children: float = 0.0  # CPU of the agents (sh + python) during the run
     violations: list[str] = field(default_factory=list)
+    history_bytes: int = 0  # JSON size of the execution histories (what a follower that re-reads them pays)
 
 
 # ------------------------------------------------------------------------------------------- assembly
@@ -215,6 +216,7 @@ def measure(spec: Spec, workdir: Path) -> Measurement:
         cpu_self=round(cpu_self2 - cpu_self, 3),
         cpu_children=round(cpu_kids2 - cpu_kids, 3),
         violations=list(report.violations),
+        history_bytes=len(json.dumps(history, default=str)),
     )
 
 
