@@ -19,25 +19,11 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
+from handlers import STEPS
 from rotation.settings import Settings
 
 from infra.arns import executions_arn, managed_users_arn
 from infra.nag import acknowledge, resource_finding
-
-STEPS = (
-    "prepare",
-    "create_key",
-    "verify_key",
-    "promote",
-    "distribute",
-    "check_distribution",
-    "check_usage",
-    "deactivate",
-    "delete",
-    "rollback",
-    "notify",
-    "select_due",
-)
 
 # The settings file inside the asset (docs/design.md §1); SETTINGS_PATH is relative to the task root.
 SETTINGS_FILE = "settings.json"

@@ -1,1 +1,18 @@
 """Thin Lambda handlers, one module per Step Functions state: parse the event, call the domain, return ids."""
+
+# Every step, in the rotation's order (select_due belongs to the scheduled machine). The CDK app makes one
+# function per entry, handler `handlers.<step>.handler`; a test checks each has its module here.
+STEPS = (
+    "prepare",
+    "create_key",
+    "verify_key",
+    "promote",
+    "distribute",
+    "check_distribution",
+    "check_usage",
+    "deactivate",
+    "delete",
+    "rollback",
+    "notify",
+    "select_due",
+)

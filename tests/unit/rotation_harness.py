@@ -19,22 +19,9 @@ import boto3
 import botocore.client
 import pytest
 from botocore.exceptions import ClientError
+from handlers import STEPS
 from moto import mock_aws
 
-STEPS = (
-    "prepare",
-    "create_key",
-    "verify_key",
-    "promote",
-    "distribute",
-    "check_distribution",
-    "check_usage",
-    "deactivate",
-    "delete",
-    "rollback",
-    "notify",
-    "select_due",
-)
 MANAGED_PATH = "/keyrotation/"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
