@@ -26,12 +26,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.probe import REPO, load_assembly
+from bench.probe import REPO, _zygote_cpu, load_assembly
+
+_FLEET: Any = None  # the fleet being measured (its warm interpreter's CPU counts as the agents')
 
 
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime + usage.ru_stime + _zygote_cpu(_FLEET)
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -50,15 +52,21 @@ def _timed(command: list[str], env: dict[str, str], cwd: Path | None = None) -> 
     return time.perf_counter() - started, _children_cpu() - cpu, proc.returncode
 
 
-def measure(assembly_dir: Path, repeats: int, workdir: Path) -> dict[str, Any]:
+def measure(assembly_dir: Path, repeats: int, workdir: Path, *, cold: bool = True) -> dict[str, Any]:
     from sandbox.demo import Sandbox, Scenario
     from sandbox.emulator import Emulator
     from sandbox.patches import RunRequest, parse_document
 
+    workdir.mkdir(parents=True, exist_ok=True)
     assembly, settings = load_assembly(assembly_dir)
     out: dict[str, Any] = {"repeats": repeats, "paths": {}, "parts": {}}
     with Emulator() as emulator:
-        sandbox = Sandbox(emulator, assembly, settings, workdir, Scenario(users=1, servers=1))
+        scenario = Scenario(users=1, servers=1)
+        scenario.cold_agents = cold  # type: ignore[attr-defined]
+        sandbox = Sandbox(emulator, assembly, settings, workdir, scenario)
+        global _FLEET
+        _FLEET = sandbox.fleet
+        out["agent_python"] = str(getattr(sandbox.fleet, "agent_python", "cold"))  # waits for a warm-up
         try:
             deployment = sandbox.deployment
             user = deployment.settings["users"][0]
@@ -135,6 +143,8 @@ def measure(assembly_dir: Path, repeats: int, workdir: Path) -> dict[str, Any]:
                     for action, v in samples.items()
                 }
             fleet._environment = base_environment  # type: ignore[method-assign]
+            if not cold:
+                return out
             out["parts"] = _parts(
                 document, base_environment(server, request("verify", current)), repeats, workdir
             )
@@ -198,7 +208,13 @@ def main(argv: list[str]) -> int:
         if path not in sys.path:
             sys.path.insert(0, path)
     with tempfile.TemporaryDirectory(prefix="keyrotation-bench-agent-") as tmp:
-        result = measure(Path(spec["assembly_dir"]), int(spec.get("repeats", 5)), Path(tmp))
+        result = measure(
+            Path(spec["assembly_dir"]), int(spec.get("repeats", 5)), Path(tmp) / "cold", cold=True
+        )
+        warm = measure(
+            Path(spec["assembly_dir"]), int(spec.get("repeats", 5)), Path(tmp) / "warm", cold=False
+        )
+        result["warm"] = warm
     sys.stdout.flush()
     os.write(1, (json.dumps(result) + "\n").encode())
     return 0

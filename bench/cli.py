@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--users", default="", help="override the M grid, e.g. 10,100:2 (M:repeats)")
     parser.add_argument("--agent-repeats", type=int, default=None, help="P5 samples per path and action")
     parser.add_argument("--poll-seconds", type=int, default=1, help="wait between distribution polls (1)")
+    parser.add_argument(
+        "--cold-agents", action="store_true", help="a new python3 per agent run (not the sandbox's warm one)"
+    )
     parser.add_argument("--workers", type=int, default=None, help="parallel agents (sandbox default: 2/CPU)")
     parser.add_argument(
         "--merge",
@@ -177,6 +180,7 @@ def _median_calls(runs: list[dict[str, Any]]) -> dict[str, float]:
 
 def _context(grid: Grid, args: argparse.Namespace, loads: list[list[float]], repeats: int) -> dict[str, Any]:
     return {
+        "agents": "cold" if args.cold_agents else "default (warm interpreter if the sandbox has one)",
         "grid": grid.name,
         "repeats": repeats,
         "poll_seconds": args.poll_seconds,
@@ -205,6 +209,7 @@ def rotation_records(n: int, runs: list[dict[str, Any]], context: dict[str, Any]
     seconds = [run["seconds"] for run in runs]
     within = {op: floor.bound_ok(op, calls.get(op, 0), n, polls) for op in floor.SCALING}
     common = {
+        "agent_python": _agent_python(runs),
         "users": 1,
         "servers": n,
         "api_calls": _median(totals),
@@ -275,6 +280,11 @@ def rotation_records(n: int, runs: list[dict[str, Any]], context: dict[str, Any]
     return [p1, p2, p3]
 
 
+def _agent_python(runs: list[dict[str, Any]]) -> str:
+    modes = sorted({str(run.get("agent_python", "not recorded")) for run in runs})
+    return ",".join(modes)
+
+
 def _per_poll(runs: list[dict[str, Any]]) -> float | None:
     """Transitions added by one more poll, from the run with the most and the fewest polls."""
     low = min(runs, key=lambda r: r["polls"])
@@ -343,6 +353,7 @@ def scheduled_record(
     transitions = _median([run["transitions"] for run in runs])
     return {
         "metric": "P4",
+        "agent_python": _agent_python(runs),
         "users": m,
         "servers": 1,
         "users_due": due,
@@ -380,7 +391,15 @@ def scheduled_record(
 
 def agent_records(result: dict[str, Any], context: dict[str, Any]) -> list[dict[str, Any]]:
     records = []
-    for path, actions in result["paths"].items():
+    measured = [
+        (path, actions, result.get("agent_python", "cold")) for path, actions in result["paths"].items()
+    ]
+    warm = result.get("warm") or {}
+    if warm.get("agent_python") == "warm":  # the sandbox's warm python3: only the sandbox runs it that way
+        measured += [
+            (f"{path} (sandbox warm python3)", actions, "warm") for path, actions in warm["paths"].items()
+        ]
+    for path, actions, agent_python in measured:
         for action, figures in actions.items():
             wall, cpu = figures["wall"], figures["cpu"]
             records.append(
@@ -400,6 +419,7 @@ def agent_records(result: dict[str, Any], context: dict[str, Any]) -> list[dict[
                     "cpu_seconds_min": cpu["min"],
                     "cpu_seconds_max": cpu["max"],
                     "samples": wall["n"],
+                    "agent_python": agent_python,
                     "target": None,
                     "met": None,
                     "context": context,
@@ -507,6 +527,7 @@ def main(argv: list[str] | None = None) -> int:
                         "assembly_dir": str(assembly(1)),
                         "poll_seconds": args.poll_seconds,
                         "workers": args.workers,
+                        "cold_agents": args.cold_agents,
                         "profile": profile(f"rotation-{n}-{i}"),
                     }
                     runs.append(_run("bench.probe", spec, f"1 user x {n} servers, run {i + 1}/{repeats}"))
@@ -529,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
                         "assembly_dir": str(assembly(m)),
                         "poll_seconds": args.poll_seconds,
                         "workers": args.workers,
+                        "cold_agents": args.cold_agents,
                         "profile": profile(f"scheduled-{m}-{i}"),
                     }
                     runs.append(

@@ -32,6 +32,7 @@ class Spec:
     assembly_dir: str = ""  # a synthesized cloud assembly for `users` (bench.cli makes one per user count)
     poll_seconds: int = 1  # between distribution polls (the sandbox's value; observe/grace waits are 0)
     workers: int | None = None  # parallel agents (the sandbox's default: 2 per CPU)
+    cold_agents: bool = False  # a new python3 per agent run instead of the sandbox's warm interpreter
     profile: str = ""  # write a cProfile of the bench process here
     timeout: float = 1800.0
 
@@ -66,6 +67,7 @@ class Measurement:
     cpu_self: float = 0.0  # CPU of this process: emulator, Step Functions executor, Lambdas, harness
     cpu_children: float = 0.0  # CPU of the agents (sh + python) during the run
     violations: list[str] = field(default_factory=list)
+    agent_python: str = "cold"  # "warm" (sandbox/warm_python.py zygote) or "cold" (a new interpreter per run)
     history_bytes: int = 0  # JSON size of the execution histories (what a follower that re-reads them pays)
 
 
@@ -129,10 +131,25 @@ def load_assembly(directory: Path) -> tuple[Any, dict[str, Any]]:
 # -------------------------------------------------------------------------------------------- measure
 
 
-def _cpu() -> tuple[float, float]:
+def _zygote_cpu(fleet: Any) -> float:
+    """CPU of the sandbox's warm interpreter and of the agent runs it forked and reaped (/proc/PID/stat)."""
+    warm = getattr(fleet, "warm", None)
+    proc = getattr(warm, "_proc", None)
+    if proc is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    utime, stime, cutime, cstime = (int(fields[i]) for i in (11, 12, 13, 14))
+    return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu(fleet: Any = None) -> tuple[float, float]:
+    """(this process, the agents: waited-for children + the warm interpreter's tree)."""
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime + _zygote_cpu(fleet)
 
 
 def measure(spec: Spec, workdir: Path) -> Measurement:
@@ -154,6 +171,8 @@ def measure(spec: Spec, workdir: Path) -> Measurement:
     scenario = BenchScenario(
         users=spec.users, servers=spec.servers, scheduled=scheduled, workers=spec.workers
     )
+    if spec.cold_agents:
+        scenario.cold_agents = True  # type: ignore[attr-defined]
     with Emulator() as emulator:
         setup["emulator"] = time.perf_counter() - clock
         clock = time.perf_counter()
@@ -170,13 +189,14 @@ def measure(spec: Spec, workdir: Path) -> Measurement:
         names = {fn: step for step, fn in sandbox.deployment.functions.items()}
         try:
             with ApiCounter(names) as counter:
-                cpu_self, cpu_kids = _cpu()
+                agent_python = str(getattr(sandbox.fleet, "agent_python", "cold"))  # waits for the warm-up
+                cpu_self, cpu_kids = _cpu(sandbox.fleet)
                 started = time.perf_counter()
                 sandbox.start()
                 _wait_until_done(sandbox, started + spec.timeout)
                 seconds = time.perf_counter() - started
                 sandbox.fleet.wait_idle()
-                cpu_self2, cpu_kids2 = _cpu()
+                cpu_self2, cpu_kids2 = _cpu(sandbox.fleet)
                 sandbox.poll()  # learns the executions the scheduled machine started (for the report)
             clock = time.perf_counter()
             report = sandbox.report(time.monotonic())
@@ -216,6 +236,7 @@ def measure(spec: Spec, workdir: Path) -> Measurement:
         cpu_self=round(cpu_self2 - cpu_self, 3),
         cpu_children=round(cpu_kids2 - cpu_kids, 3),
         violations=list(report.violations),
+        agent_python=agent_python,
         history_bytes=len(json.dumps(history, default=str)),
     )
 
