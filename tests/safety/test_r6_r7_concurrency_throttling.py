@@ -84,6 +84,8 @@ def test_rotation_completes_with_30_percent_of_calls_throttled(make_harness: Cal
     assert log.throttled_services() == {"iam", "sts", "ssm", "secretsmanager"}, dict(log.throttled)
     share = sum(log.throttled.values()) / sum(log.attempts.values())
     assert 0.2 <= share <= 0.6, (share, dict(log.attempts))
+    print(f"R7 figures: seed {seed}: {sum(log.throttled.values())} of {sum(log.attempts.values())} requests "
+          f"throttled ({share:.0%}); by API {dict(log.throttled)}")
     # AND every side effect happened exactly once (twice for the two distribution rounds)
     assert _side_effects(log) == ONE_ROTATION, dict(log.executed)
     assert outcome.violations == [], outcome.violations
