@@ -457,6 +457,7 @@ def _key(record: dict[str, Any]) -> tuple[Any, ...]:
         record.get("servers"),
         record.get("path"),
         record.get("action"),
+        str(record.get("agent_python", "")).split(" ")[0],
     )
 
 
@@ -468,6 +469,7 @@ def _write(args: argparse.Namespace, records: list[dict[str, Any]]) -> None:
             r.get("servers") or 0,
             r.get("path") or "",
             r.get("action") or "",
+            str(r.get("agent_python", "")),
         )
     )
     args.results.parent.mkdir(parents=True, exist_ok=True)

@@ -116,12 +116,14 @@ def _summary(add: Any, records: list[dict[str, Any]]) -> None:
             )
         elif r["metric"] == "P3":
             add(
-                f"| P3 wall time | 1 user × {r['servers']:,} servers | {_secs(r)} | {r['target'] or '–'} | "
+                f"| P3 wall time | 1 user × {r['servers']:,} servers ({r.get('agent_python', '?')} agents) | "
+                f"{_secs(r)} | {r['target'] or '–'} | "
                 f"{_met(r['met'])} |"
             )
         elif r["metric"] == "P4":
             add(
-                f"| P4 scheduled | {r['users']:,} users × 1 server ({r['users_due']} due) | {_secs(r)}, "
+                f"| P4 scheduled | {r['users']:,} users × 1 server ({r['users_due']} due, "
+                f"{r.get('agent_python', '?')} agents) | {_secs(r)}, "
                 f"{_num(r['api_calls'])} calls, rotated {r['users_rotated_min']}/{r['users_due']} | "
                 f"{r['target']} | {_met(r['met'])} |"
             )
@@ -147,17 +149,19 @@ def _p1(add: Any, records: list[dict[str, Any]]) -> None:
         "ListCommandInvocations, with the polls the run actually made.\n"
     )
     add(
-        "| N | API calls | floor | ratio | floor at 1 poll per distribution | polls | SendCommand | "
+        "| N | agents | API calls | floor | ratio | floor at 1 poll per distribution | polls | SendCommand | "
         "ListCommandInvocations | per poll | ⌈N/50⌉ | met |"
     )
-    add("|---|---|---|---|---|---|---|---|---|---|---|")
+    add("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in records:
         calls = r["calls_by_operation"]
         lci = calls.get("ssm:ListCommandInvocations", 0)
         per_poll = lci / r["polls"] if r["polls"] else 0
         pages = max(1, -(-r["servers"] // 50))
         add(
-            f"| {r['servers']:,} | {_num(r['api_calls'])} | {r['api_calls_floor']} | {r['ratio']} | "
+            f"| {r['servers']:,} | {r.get('agent_python', '?')} | {_num(r['api_calls'])} | "
+            f"{r['api_calls_floor']} | "
+            f"{r['ratio']} | "
             f"{r['api_calls_floor_one_poll_each']} | {_num(r['polls'])} | "
             f"{_num(calls.get('ssm:SendCommand', 0))} "
             f"| {_num(lci)} | {per_poll:.2f} | {pages} | {_met(r['met'])} |"
@@ -168,7 +172,11 @@ def _p1(add: Any, records: list[dict[str, Any]]) -> None:
         | {op for r in records for op in r["floor_by_operation"]}
     )
     add("Per operation (median per rotation; floor in parentheses):\n")
-    add("| operation | " + " | ".join(f"N={r['servers']:,}" for r in records) + " |")
+    add(
+        "| operation | "
+        + " | ".join(f"N={r['servers']:,} ({r.get('agent_python', '?')})" for r in records)
+        + " |"
+    )
     add("|---|" + "---|" * len(records))
     for op in ops:
         cells = [
@@ -193,14 +201,15 @@ def _p2(add: Any, records: list[dict[str, Any]]) -> None:
         "once per poll; everything else runs once per rotation. The sandbox polls every second, so the "
         "number of polls follows the time the agents take on this machine.\n"
     )
-    add("| N | transitions | polls | measured per poll | without polls | by type | target | met |")
-    add("|---|---|---|---|---|---|---|---|")
+    add("| N | agents | transitions | polls | measured per poll | without polls | by type | target | met |")
+    add("|---|---|---|---|---|---|---|---|---|")
     for r in records:
         types = ", ".join(
             f"{k.replace('StateEntered', '')} {_num(v)}" for k, v in r["transitions_by_type"].items()
         )
         add(
-            f"| {r['servers']:,} | {_num(r['transitions'])} | {_num(r['polls'])} | "
+            f"| {r['servers']:,} | {r.get('agent_python', '?')} | {_num(r['transitions'])} | "
+            f"{_num(r['polls'])} | "
             f"{_num(r.get('transitions_per_poll_measured'), 2)} | "
             f"{_num(r.get('transitions_without_polls'))} | "
             f"{types} | {r['target']} | {_met(r['met'])} |"
@@ -213,14 +222,15 @@ def _p3(add: Any, records: list[dict[str, Any]]) -> None:
         return
     add("## P3 — wall time of one rotation (1 user × N servers)\n")
     add(
-        "| N | time (median [min–max]) | target | met | agent runs | agents' CPU s | bench process CPU s "
+        "| N | time (median [min–max]) | target | met | agent python3 | agent runs | agents' CPU s | "
+        "bench process CPU s "
         "(emulator, executor, Lambdas) | Lambda handler s | polls | deploy + provision s |"
     )
-    add("|---|---|---|---|---|---|---|---|---|---|")
+    add("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in records:
         add(
             f"| {r['servers']:,} | {_secs(r)} | {r['target'] or '–'} | {_met(r['met'])} | "
-            f"{_num(r['agent_runs'])} | "
+            f"{r.get('agent_python', '–')} | {_num(r['agent_runs'])} | "
             f"{_num(r['cpu_seconds_agents'])} | {_num(r['cpu_seconds_bench_process'])} | "
             f"{_num(r['lambda_seconds'])} | {_num(r['polls'])} | "
             f"{_num(r['setup_seconds'].get('deploy_and_provision'))} |"
