@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cold-agents", action="store_true", help="a new python3 per agent run (not the sandbox's warm one)"
     )
+    parser.add_argument("--experiment", default="", help="apply a candidate fix from bench/experiments.py")
     parser.add_argument("--workers", type=int, default=None, help="parallel agents (sandbox default: 2/CPU)")
     parser.add_argument(
         "--merge",
@@ -457,7 +458,8 @@ def _key(record: dict[str, Any]) -> tuple[Any, ...]:
         record.get("servers"),
         record.get("path"),
         record.get("action"),
-        str(record.get("agent_python", "")).split(" ")[0],
+        str(record.get("agent_python", "")).split(" ")[0].rstrip(","),
+        "experiment" in str(record.get("agent_python", "")),
     )
 
 
@@ -530,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
                         "poll_seconds": args.poll_seconds,
                         "workers": args.workers,
                         "cold_agents": args.cold_agents,
+                        "experiment": args.experiment,
                         "profile": profile(f"rotation-{n}-{i}"),
                     }
                     runs.append(_run("bench.probe", spec, f"1 user x {n} servers, run {i + 1}/{repeats}"))

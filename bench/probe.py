@@ -15,6 +15,8 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ class Spec:
     poll_seconds: int = 1  # between distribution polls (the sandbox's value; observe/grace waits are 0)
     workers: int | None = None  # parallel agents (the sandbox's default: 2 per CPU)
     cold_agents: bool = False  # a new python3 per agent run instead of the sandbox's warm interpreter
+    experiment: str = ""  # a candidate fix from bench/experiments.py, applied for this measurement
     profile: str = ""  # write a cProfile of the bench process here
     timeout: float = 1800.0
 
@@ -173,7 +176,7 @@ def measure(spec: Spec, workdir: Path) -> Measurement:
     )
     if spec.cold_agents:
         scenario.cold_agents = True  # type: ignore[attr-defined]
-    with Emulator() as emulator:
+    with Emulator() as emulator, _experiment(spec.experiment):
         setup["emulator"] = time.perf_counter() - clock
         clock = time.perf_counter()
         sandbox = Sandbox(emulator, assembly, settings, workdir, scenario)
@@ -236,9 +239,23 @@ def measure(spec: Spec, workdir: Path) -> Measurement:
         cpu_self=round(cpu_self2 - cpu_self, 3),
         cpu_children=round(cpu_kids2 - cpu_kids, 3),
         violations=list(report.violations),
-        agent_python=agent_python,
+        agent_python=agent_python + (f", experiment {spec.experiment}" if spec.experiment else ""),
         history_bytes=len(json.dumps(history, default=str)),
     )
+
+
+@contextmanager
+def _experiment(name: str) -> Iterator[None]:
+    if not name:
+        yield
+        return
+    from bench.experiments import EXPERIMENTS
+
+    undo = EXPERIMENTS[name]()
+    try:
+        yield
+    finally:
+        undo()
 
 
 def _wait_until_done(sandbox: Any, deadline: float) -> None:
