@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -54,11 +55,24 @@ def _workdir(keep: Path | None) -> Iterator[Path]:
         keep.mkdir(parents=True, exist_ok=True)
         yield keep.resolve()
         return
-    path = Path(tempfile.mkdtemp(prefix="keyrotation-sandbox-"))
+    path = Path(tempfile.mkdtemp(prefix="keyrotation-sandbox-", dir=_memory_tmp()))
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _memory_tmp(needed: int = 512 * 1024 * 1024) -> str | None:
+    """/dev/shm when it is a writable tmpfs with room: the servers' files, fsyncs and deletions stay in memory
+    (on a disk mounted with `discard`, each deleted directory costs milliseconds). Else the default temp dir."""
+    candidate = "/dev/shm"  # noqa: S108 - a private mkdtemp directory is created inside
+    try:
+        stats = os.statvfs(candidate)
+    except OSError:
+        return None
+    if not os.access(candidate, os.W_OK | os.X_OK) or stats.f_bavail * stats.f_frsize < needed:
+        return None
+    return candidate
 
 
 class _Console:

@@ -122,6 +122,7 @@ class Fleet:
                     root=self.base_dir / instance_id,
                 )
                 server.root.mkdir(parents=True, exist_ok=True)
+                server.path("/tmp").mkdir(mode=0o700, exist_ok=True)  # noqa: S108 - the server's own /tmp
                 self._write_passwd(server)
                 self.servers[instance_id] = server
                 added.append(server)
@@ -326,6 +327,7 @@ class Fleet:
             "AWS_SSM_INSTANCE_ID": server.instance_id,
             "AWS_SSM_REGION_NAME": self.region,
             "KEYROTATION_ROOT": str(server.root),
+            "TMPDIR": str(server.path("/tmp")),  # the server's own /tmp (the step's mktemp -d)
         }
         for name, values in request.parameters.items():
             env[f"SSM_{name}"] = ",".join(values)
