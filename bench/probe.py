@@ -111,10 +111,12 @@ def synthesize(users: int, outdir: Path) -> dict[str, Any]:
             path, context=context, outdir=str(outdir / "cdk.out"), checks=False, builtin_validation=False
         ).synth()
     (outdir / "settings.json").write_text(json.dumps(settings))
-    template = json.loads((outdir / "cdk.out" / f"{deploy.STACK_NAME}.template.json").read_text())
+    text = (outdir / "cdk.out" / f"{deploy.STACK_NAME}.template.json").read_text()
+    template = json.loads(text)
     return {
         "seconds": round(time.perf_counter() - started, 3),
         "resources": len(template["Resources"]),
+        "template_bytes": len(text.encode()),
         "resource_limit_lifted": limit_lifted,
     }
 

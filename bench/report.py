@@ -29,10 +29,16 @@ def _met(value: Any) -> str:
 def _secs(record: dict[str, Any]) -> str:
     if record.get("seconds_median") is None:
         return "–"
+    loads = record["context"].get("load_average_1m") or []
+    load = f", load {min(loads):.0f}–{max(loads):.0f}" if loads else ""
     return (
         f"{record['seconds_median']:.2f} s [{record['seconds_min']:.2f}–{record['seconds_max']:.2f}] "
-        f"(n={record['context']['repeats']})"
+        f"(n={record['context']['repeats']}{load})"
     )
+
+
+def _mode(record: dict[str, Any]) -> str:
+    return f"agents: {record.get('agent_python', '?')}"
 
 
 def _by(records: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
@@ -73,7 +79,7 @@ def render(records: list[dict[str, Any]]) -> str:
             )
     add("\n### Reproduce\n")
     add(
-        "```\nmake bench                       # full grid (~25 min on 2 idle cores)\n"
+        "```\nmake bench                       # full grid (~20 min on 2 idle cores, estimated from CPU s)\n"
         'make bench ARGS="--quick"         # 1 user x {1,10} servers, 10 users scheduled, agent: ~2 min\n'
         'make bench ARGS="--only P3 --servers 100:3 --merge"   # one cell, keep the other records\n'
         'make bench ARGS="--profile-dir /tmp/prof --servers 100:1 --only P3"   # cProfile per process\n```\n'
@@ -106,24 +112,26 @@ def _summary(add: Any, records: list[dict[str, Any]]) -> None:
     for r in records:
         if r["metric"] == "P1":
             add(
-                f"| P1 API calls | 1 user × {r['servers']:,} servers | {_num(r['api_calls'])} (floor "
+                f"| P1 API calls | 1 user × {r['servers']:,} servers ({_mode(r)}) | "
+                f"{_num(r['api_calls'])} (floor "
                 f"{r['api_calls_floor']}, ×{r['ratio']}) | {r['target'].split(':')[0]} | {_met(r['met'])} |"
             )
         elif r["metric"] == "P2":
             add(
-                f"| P2 transitions | 1 user × {r['servers']:,} servers | {_num(r['transitions'])} "
+                f"| P2 transitions | 1 user × {r['servers']:,} servers ({_mode(r)}) | "
+                f"{_num(r['transitions'])} "
                 f"({_num(r['polls'])} polls) | {r['target']} | {_met(r['met'])} |"
             )
         elif r["metric"] == "P3":
             add(
-                f"| P3 wall time | 1 user × {r['servers']:,} servers ({r.get('agent_python', '?')} agents) | "
+                f"| P3 wall time | 1 user × {r['servers']:,} servers ({_mode(r)}) | "
                 f"{_secs(r)} | {r['target'] or '–'} | "
                 f"{_met(r['met'])} |"
             )
         elif r["metric"] == "P4":
             add(
                 f"| P4 scheduled | {r['users']:,} users × 1 server ({r['users_due']} due, "
-                f"{r.get('agent_python', '?')} agents) | {_secs(r)}, "
+                f"{_mode(r)}) | {_secs(r)}, "
                 f"{_num(r['api_calls'])} calls, rotated {r['users_rotated_min']}/{r['users_due']} | "
                 f"{r['target']} | {_met(r['met'])} |"
             )
@@ -236,11 +244,14 @@ def _p3(add: Any, records: list[dict[str, Any]]) -> None:
             f"{_num(r['setup_seconds'].get('deploy_and_provision'))} |"
         )
     add("")
-    biggest = records[-1]
+    plain = [r for r in records if "experiment" not in str(r.get("agent_python"))] or records
+    largest = max(r["servers"] for r in plain)
+    candidates = [r for r in plain if r["servers"] == largest]
+    biggest = next((r for r in candidates if r.get("agent_python") == "warm"), candidates[-1])
     cpus = biggest["machine"].get("cpus") or 1
     cpu_total = biggest["cpu_seconds_agents"] + biggest["cpu_seconds_bench_process"]
     add(
-        f"Where the time goes, 1 user × {biggest['servers']:,} servers (median run): CPU "
+        f"Where the time goes, 1 user × {biggest['servers']:,} servers ({_mode(biggest)}, median run): CPU "
         f"{cpu_total:.1f} s in all = {biggest['cpu_seconds_agents']:.1f} s in the agents' processes "
         f"({biggest['cpu_seconds_agents'] / max(cpu_total, 1e-9):.0%}, "
         f"{biggest['cpu_seconds_agents'] / max(biggest['agent_runs'], 1):.3f} s per agent run) + "
