@@ -703,17 +703,34 @@ class AwsClient:
                     "no_aws_client", "neither botocore nor the AWS CLI is available on this server"
                 )
         self.kind = "botocore" if self.botocore is not None else "cli"
+        self._loader = None  # type: Any
+        self._loader_path = None  # type: Any
 
     def _config(self) -> Any:
         from botocore.config import Config
 
         return Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=10, read_timeout=30)
 
+    def _share_loader(self, session: Any) -> None:
+        """One data loader for every session of this run (same data path): botocore's JSON (endpoints,
+        partitions, defaults, the service models) is read and parsed once per run, not once per session.
+
+        The sessions themselves stay separate: the secret is fetched with this server's own credentials, the
+        proof is signed with the rotated profile's, and botocore ties one credential chain to one session.
+        """
+        data_path = session.get_config_variable("data_path")
+        if self._loader is not None and data_path == self._loader_path:
+            session.register_component("data_loader", self._loader)
+        else:
+            self._loader = session.get_component("data_loader")
+            self._loader_path = data_path
+
     def get_secret_string(self, secret_id: str) -> str:
         region = region_for(secret_id)
         if self.botocore is not None:
             session = self.botocore.session.get_session()
             try:
+                self._share_loader(session)
                 client = session.create_client("secretsmanager", region_name=region, config=self._config())
                 response = client.get_secret_value(SecretId=secret_id, VersionStage="AWSCURRENT")
             except Exception as exc:  # noqa: BLE001 - any botocore failure is reported by its code
@@ -744,6 +761,7 @@ class AwsClient:
                 session = self.botocore.session.Session(profile=profile)
                 session.set_config_variable("credentials_file", credentials_file)
                 session.set_config_variable("config_file", os.devnull)
+                self._share_loader(session)
                 credentials = session.get_credentials()
                 if credentials is None or credentials.method != "shared-credentials-file":
                     raise AgentError("verification_failed", "botocore did not take the keys from the file")
