@@ -36,8 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=None, metavar="W",
                       help="servers whose agent runs at the same time (default 2 per CPU)")
     demo.add_argument("--cold-agents", action="store_true",
-                      help="start a new python3 for every run of the document instead of the warm interpreter "
-                           "(docs/sandbox.md); also KEYROTATION_SANDBOX_COLD_AGENTS=1")
+                      help="start a new python3 for every run of the document instead of the warm "
+                           "interpreter (docs/sandbox.md); also KEYROTATION_SANDBOX_COLD_AGENTS=1")
     return parser
 
 
@@ -63,8 +63,8 @@ def _workdir(keep: Path | None) -> Iterator[Path]:
 
 
 def _memory_tmp(needed: int = 512 * 1024 * 1024) -> str | None:
-    """/dev/shm when it is a writable tmpfs with room: the servers' files, fsyncs and deletions stay in memory
-    (on a disk mounted with `discard`, each deleted directory costs milliseconds). Else the default temp dir."""
+    """/dev/shm when it is writable with room: the servers' files, fsyncs and deletions stay in memory (on
+    a disk mounted with `discard`, each deleted directory costs milliseconds). Else the default temp dir."""  # noqa: S108
     candidate = "/dev/shm"  # noqa: S108 - a private mkdtemp directory is created inside
     try:
         stats = os.statvfs(candidate)

@@ -38,7 +38,7 @@ class Scenario:
     offline: int = 0  # servers that are not connected
     scheduled: bool = False  # start the scheduled machine as the maintenance window would
     workers: int | None = None  # parallel agents
-    cold_agents: bool = False  # a new python3 per run instead of the warm interpreter (sandbox/warm_python.py)
+    cold_agents: bool = False  # a new python3 per run, not the warm interpreter (sandbox/warm_python.py)
 
     def due_users(self) -> list[str]:
         """Scheduled scenario: the first half of the users (at least one) hold a key past its max age."""

@@ -327,7 +327,7 @@ class Fleet:
             "AWS_SSM_INSTANCE_ID": server.instance_id,
             "AWS_SSM_REGION_NAME": self.region,
             "KEYROTATION_ROOT": str(server.root),
-            "TMPDIR": str(server.path("/tmp")),  # the server's own /tmp (the step's mktemp -d)
+            "TMPDIR": str(server.path("/tmp")),  # noqa: S108 - the server's own /tmp (the step's mktemp -d)
         }
         for name, values in request.parameters.items():
             env[f"SSM_{name}"] = ",".join(values)

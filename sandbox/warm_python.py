@@ -1,3 +1,5 @@
+# ruff: noqa: PTH100, PTH103, PTH108, PTH109, PTH111, PTH112, PTH118, PTH120, PTH123, SIM115
+# (the zygote works with file descriptors, os-level paths and raw streams on purpose, like the agent)
 """A warm `python3` for the simulated servers: same programs, same semantics, without the start-up cost.
 
 Why: every simulated server runs the document's Linux step, which starts `python3` three times per pass
@@ -19,9 +21,10 @@ How:
   directory (`SCM_RIGHTS`) to the zygote; the zygote forks a child that becomes that `python3`: fds dup2'ed
   onto 0/1/2, fchdir, umask, `os.environ`, `sys.argv`/`sys.path[0]`/`sys.orig_argv`, fresh standard streams
   (same encoding, errors and buffering as the interpreter would choose), a fresh `__main__`; it runs `-c CODE`
-  or `SCRIPT` (compiled without inheriting any `__future__` flag) and ends through the interpreter's own exit
-  path (non-daemon threads joined, atexit, stdio flushed, `SystemExit` handled by the interpreter); an uncaught
-  exception goes through `sys.excepthook` with the zygote's frames removed and exits 1. The zygote reaps the
+  or `SCRIPT` (compiled without inheriting any `__future__` flag) and ends as python3 does (non-daemon
+  threads joined, atexit callbacks, stdio flushed, `SystemExit` code or message, the program's objects
+  released; the pre-imported modules are not torn down); an uncaught exception goes through `sys.excepthook`
+  with the zygote's frames removed and exits 1. The zygote reaps the
   child and sends its wait status to the shim, which exits the same way (same code, or the same signal).
   Signals the shim receives (HUP, INT, QUIT, TERM, USR1, USR2) are forwarded to the child; if the shim dies,
   the child is killed.
@@ -134,7 +137,7 @@ while True:
 
 # The same shim in C (≈ 0.5 ms instead of ≈ 9 ms of CPU per start), used when a C compiler is available. It
 # finds the zygote's socket next to its own directory (/proc/self/exe), so one build serves every WarmPython.
-_C_SHIM = r"""/* The sandbox's warm python3 (sandbox/warm_python.py), compiled: same protocol as the Python shim. */
+_C_SHIM = r"""/* The sandbox's warm python3 (sandbox/warm_python.py), compiled: the Python shim's protocol. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -290,7 +293,8 @@ int main(int argc, char **argv) {
                 sa.sa_handler = forward;
                 sa.sa_flags = SA_RESTART;
                 sigemptyset(&sa.sa_mask);
-                for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++) sigaction(signals[i], &sa, NULL);
+                for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++)
+                    sigaction(signals[i], &sa, NULL);
             } else if (kind == 'S') {
                 int status = value;
                 if (WIFSIGNALED(status)) {
@@ -354,18 +358,19 @@ class WarmPython:
         self._lock = threading.Lock()
         self._ready: bool | None = None
         self.error: str | None = None
-        # "c" (compiled, when a C compiler works), "python", or "auto" (c if possible); env KEYROTATION_SANDBOX_SHIM
+        # "c" (compiled, when a C compiler works), "python", or "auto" (c if possible);
+        # default: $KEYROTATION_SANDBOX_SHIM or "auto"
         self.shim = shim or os.environ.get(SHIM_ENV, "auto")
         self.shim_kind = ""  # what start() installed: "c" or "python"
 
     @property
     def bin_dir(self) -> str:
-        assert self.dir is not None
+        assert self.dir is not None  # noqa: S101 - set by start()
         return str(self.dir / "bin")
 
     @property
     def socket_path(self) -> str:
-        assert self.dir is not None
+        assert self.dir is not None  # noqa: S101 - set by start()
         return str(self.dir / "zygote.sock")
 
     def start(self) -> WarmPython:
@@ -433,7 +438,7 @@ class WarmPython:
 
     def _log_tail(self) -> str:
         with contextlib.suppress(OSError):
-            assert self.dir is not None
+            assert self.dir is not None  # noqa: S101 - set by start()
             return (self.dir / "zygote.log").read_text(errors="replace")[-2000:]
         return ""
 
@@ -441,7 +446,7 @@ class WarmPython:
         proc, self._proc = self._proc, None
         if proc is not None:
             with contextlib.suppress(OSError):
-                assert proc.stdin is not None
+                assert proc.stdin is not None  # noqa: S101 - set by start()
                 proc.stdin.close()  # EOF: the zygote kills its running children and exits
             try:
                 proc.wait(timeout=10)
@@ -461,7 +466,8 @@ def cold_agents_requested() -> bool:
 # =================================================================================== the zygote side
 
 _code_cache: dict[bytes, Any] = {}  # source bytes -> code object (any filename)
-_saved_stdio: dict[str, tuple[str, str, bool, bool]] = {}  # name -> encoding, errors, line_buffering, write_through
+# stream name -> encoding, errors, line_buffering, write_through (as the interpreter chose at start-up)
+_saved_stdio: dict[str, tuple[str, str, bool, bool]] = {}
 _locale: tuple[bytes | None, ...] = ()
 
 
@@ -599,8 +605,8 @@ def serve(socket_path: str) -> Job:
                         conn, _ = listener.accept()
                     except (BlockingIOError, InterruptedError):
                         break
-                    _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                                          struct.calcsize("3i")))
+                    peer = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+                    _pid, uid, _gid = struct.unpack("3i", peer)
                     if uid != my_uid:
                         conn.close()
                         continue
@@ -733,7 +739,7 @@ def _compile(source: bytes | str, filename: str) -> Any:
 def _stdio(fd: int, name: str, write: bool) -> io.TextIOWrapper:
     """What the interpreter's create_stdio() builds for fd, with the encoding it chose at start-up."""
     encoding, errors, line_buffering, write_through = _saved_stdio[name]
-    buffer = io.open(fd, "wb" if write else "rb", buffering=-1, closefd=False)  # noqa: SIM115
+    buffer = open(fd, "wb" if write else "rb", buffering=-1, closefd=False)  # noqa: SIM115
     buffer.raw.name = f"<{name}>"  # type: ignore[union-attr]
     tty = os.isatty(fd)
     return io.TextIOWrapper(buffer, encoding=encoding, errors=errors, newline="\n",  # type: ignore[arg-type]
@@ -939,8 +945,8 @@ class _FakeAws:
             def stream(self, **_: Any) -> Any:
                 yield body
 
-        return AWSResponse(kwargs["request"].url, 200, {"Content-Type": content_type, "x-amzn-RequestId": "w"},
-                           Raw())
+        headers = {"Content-Type": content_type, "x-amzn-RequestId": "w"}
+        return AWSResponse(kwargs["request"].url, 200, headers, Raw())
 
     def on_session(self, session: Any) -> None:
         session.register("before-send", self)
@@ -948,7 +954,7 @@ class _FakeAws:
 
 @contextlib.contextmanager
 def _rehearsal_environment(root: str) -> Any:
-    """A throwaway server root and the environment the SSM Agent gives the agent; everything restored after."""
+    """A throwaway server root and the environment the SSM Agent gives the agent; all restored after."""
     import botocore
 
     fake = _FakeAws()
@@ -959,13 +965,15 @@ def _rehearsal_environment(root: str) -> Any:
     agent_credentials = os.path.join(root, "root/.aws/credentials")
     with open(agent_credentials, "w") as handle:
         handle.write(f"[default]\naws_access_key_id = {fake.KEY_ID}\naws_secret_access_key = {fake.SECRET}\n")
-    with open(os.path.join(root, "home/app/.aws/credentials"), "w") as handle:  # an older key: it gets replaced
-        handle.write("[app]\naws_access_key_id = AKIAWARMUPOLDKEYWARM\naws_secret_access_key = " + "o" * 40 + "\n")
+    with open(os.path.join(root, "home/app/.aws/credentials"), "w") as handle:  # an older key, replaced
+        handle.write("[app]\naws_access_key_id = AKIAWARMUPOLDKEYWARM\n"
+                     "aws_secret_access_key = " + "o" * 40 + "\n")
     saved_env, saved_umask, saved_cwd = dict(os.environ), os.umask(0o077), os.getcwd()
     os.environ.update(KEYROTATION_ROOT=root, HOME=os.path.join(root, "root"), AWS_ENDPOINT_URL="http://127.0.0.1:9",
                       AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1",
                       AWS_SHARED_CREDENTIALS_FILE=agent_credentials,
-                      AWS_CONFIG_FILE=os.path.join(root, "root/.aws/config"), AWS_EC2_METADATA_DISABLED="true",
+                      AWS_CONFIG_FILE=os.path.join(root, "root/.aws/config"),
+                      AWS_EC2_METADATA_DISABLED="true",
                       KEYROTATION_VERIFY_TIMEOUT="0", KEYROTATION_LOCK_TIMEOUT="0")
     botocore.register_initializer(fake.on_session)
     try:
@@ -1013,10 +1021,10 @@ def warm_up(preload: list[str]) -> None:
         _saved_stdio[name] = (stream.encoding, stream.errors or "strict", stream.line_buffering,
                               stream.write_through)
     # Our own standard streams must never close fds 0-2, which children replace with the shim's.
-    sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.open(0, "rb", closefd=False), encoding=sys.stdin.encoding)
-    sys.stdout = sys.__stdout__ = io.TextIOWrapper(io.open(1, "wb", closefd=False),
+    sys.stdin = sys.__stdin__ = io.TextIOWrapper(open(0, "rb", closefd=False), encoding=sys.stdin.encoding)
+    sys.stdout = sys.__stdout__ = io.TextIOWrapper(open(1, "wb", closefd=False),
                                                    encoding=sys.stdout.encoding, line_buffering=True)
-    sys.stderr = sys.__stderr__ = io.TextIOWrapper(io.open(2, "wb", closefd=False),
+    sys.stderr = sys.__stderr__ = io.TextIOWrapper(open(2, "wb", closefd=False),
                                                    encoding=sys.stderr.encoding, errors="backslashreplace",
                                                    line_buffering=True)
     # What the agent imports (and what botocore imports lazily when it creates clients and calls).
@@ -1033,7 +1041,6 @@ def warm_up(preload: list[str]) -> None:
 
     import botocore.config  # noqa: F401
     import botocore.session  # noqa: F401
-    import encodings.idna  # socket.getaddrinfo() encodes host names with it
 
     "127.0.0.1".encode("idna")
     _share_botocore_caches()

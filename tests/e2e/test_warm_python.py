@@ -36,11 +36,11 @@ def _env(bin_dir: str, **extra: str) -> dict[str, str]:
 
 
 def _both(warm: WarmPython, args: list[str], *, cwd: Path, env: dict[str, str] | None = None,
-          stdin: str | None = None, shell: bool = False) -> tuple[Any, Any]:
+          stdin: str | None = None, via_sh: bool = False) -> tuple[Any, Any]:
     """The same command with the warm python3 first on PATH, then with the real one."""
     results = []
     for bin_dir in (warm.bin_dir, str(Path(REAL).parent)):
-        command = ["sh", "-c", args[0]] if shell else ["python3", *args]
+        command = ["sh", "-c", args[0]] if via_sh else ["python3", *args]
         results.append(subprocess.run(command, cwd=cwd, env={**_env(bin_dir), **(env or {})}, input=stdin,
                                       capture_output=True, text=True, timeout=60, check=False))
     return results[0], results[1]
@@ -68,9 +68,10 @@ def test_c_form_exit_status_and_output_are_python3s(warm: WarmPython, tmp_path: 
 
 def test_c_form_argv_environment_cwd_umask_and_stdin(warm: WarmPython, tmp_path: Path) -> None:
     code = ("import os, sys; print(sys.argv, repr(sys.path[0]), os.getcwd(), oct(os.umask(0)), __name__, "
-            "sorted(globals()), os.environ['SSM_Profile'], os.environ.get('PYTHONHASHSEED'), sys.stdin.read())")
-    result = _same(warm, [f"umask 027; python3 -c \"{code}\" 'arg one' two"], tmp_path, shell=True,
-                   env={"SSM_Profile": "app"}, stdin="from stdin")
+            "sorted(globals()), os.environ['SSM_Profile'], os.environ.get('PYTHONHASHSEED'), "
+            "sys.stdin.read())")
+    result = _same(warm, [f"umask 027; python3 -c \"{code}\" 'arg one' two"], tmp_path,
+                   via_sh=True, env={"SSM_Profile": "app"}, stdin="from stdin")
     assert "['-c', 'arg one', 'two'] '' " in result.stdout and "0o27" in result.stdout
     assert "from stdin" in result.stdout
 
@@ -78,7 +79,8 @@ def test_c_form_argv_environment_cwd_umask_and_stdin(warm: WarmPython, tmp_path:
 def test_script_form_file_argv_path_and_traceback(warm: WarmPython, tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "prog.py").write_text(
-        '"""doc"""\nimport sys\nprint(__file__, __name__, __doc__, sys.argv, sys.path[0], sorted(globals()))\n'
+        '"""doc"""\nimport sys\n'
+        "print(__file__, __name__, __doc__, sys.argv, sys.path[0], sorted(globals()))\n"
         "def fail():\n    raise ValueError('boom')\nif sys.argv[1:] == ['fail']:\n    fail()\n"
     )
     ok = _same(warm, ["d/prog.py", "--flag=x"], tmp_path)
@@ -95,9 +97,9 @@ def test_future_flags_of_the_zygote_do_not_leak_into_programs(warm: WarmPython, 
 
 
 def test_a_signal_ends_the_program_like_python3(warm: WarmPython, tmp_path: Path) -> None:
-    result = _same(warm, ["python3 -c 'import os, signal; os.kill(os.getpid(), signal.SIGTERM)'; echo rc=$?"],
-                   tmp_path, shell=True)
-    assert result.stdout == "rc=143\n"
+    result = _same(warm, ["python3 -c 'import os, signal; os.kill(os.getpid(), signal.SIGTERM)'; echo $?"],
+                   tmp_path, via_sh=True)
+    assert result.stdout == "143\n"
 
 
 def test_a_signal_to_python3_reaches_the_program(warm: WarmPython, tmp_path: Path) -> None:
@@ -119,7 +121,8 @@ def test_other_forms_run_the_real_interpreter(warm: WarmPython, tmp_path: Path, 
 
 def test_python_variables_and_missing_scripts_go_to_the_real_interpreter(warm: WarmPython,
                                                                           tmp_path: Path) -> None:
-    result = _same(warm, ["-c", "import sys; print(sys.flags.optimize)"], tmp_path, env={"PYTHONOPTIMIZE": "1"})
+    result = _same(warm, ["-c", "import sys; print(sys.flags.optimize)"], tmp_path,
+                   env={"PYTHONOPTIMIZE": "1"})
     assert result.stdout == "1\n"
     hot, cold = _both(warm, ["no-such-script.py"], cwd=tmp_path)
     # the real interpreter runs (its argv[0] is its full path: sys.executable must be the real one)
@@ -157,7 +160,8 @@ def test_stop_ends_the_zygote_and_removes_its_directory() -> None:
 
 
 @pytest.mark.parametrize("cold", [False, True], ids=["warm-agents", "cold-agents"])
-def test_a_rotation_passes_with_warm_and_cold_agents(make_sandbox: Callable[..., Sandbox], cold: bool) -> None:
+def test_a_rotation_passes_with_warm_and_cold_agents(make_sandbox: Callable[..., Sandbox],
+                                                    cold: bool) -> None:
     sandbox = make_sandbox(servers=3, cold_agents=cold)
     sandbox.run()
     report = sandbox.report(0.0)
