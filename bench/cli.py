@@ -41,7 +41,7 @@ class Grid:
 
 
 FULL = Grid("full", servers={1: 5, 10: 5, 100: 3, 1000: 1}, users={10: 3, 100: 2, 500: 1}, agent_repeats=10)
-QUICK = Grid("quick", servers={1: 2, 10: 2}, users={10: 1}, agent_repeats=3)
+QUICK = Grid("quick", servers={1: 2, 10: 2}, users={10: 1}, agent_repeats=2)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -360,6 +360,7 @@ def scheduled_record(
         "users_due": due,
         "users_rotated_min": min(rotated),
         "every_due_user_rotated": all_rotated,
+        "failed_executions": [f for run in runs for f in (run.get("outcomes") or {}).get("failed", [])][:20],
         "api_calls": _median(totals),
         "api_calls_floor": sum(floor_ops.values()),
         "ratio": round(_median(totals) / sum(floor_ops.values()), 2),

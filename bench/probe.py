@@ -72,6 +72,7 @@ class Measurement:
     violations: list[str] = field(default_factory=list)
     agent_python: str = "cold"  # "warm" (sandbox/warm_python.py zygote) or "cold" (a new interpreter per run)
     history_bytes: int = 0  # JSON size of the execution histories (what a follower that re-reads them pays)
+    outcomes: dict[str, Any] = field(default_factory=dict)  # rotation executions: succeeded, failed + why
 
 
 # ------------------------------------------------------------------------------------------- assembly
@@ -211,6 +212,10 @@ def measure(spec: Spec, workdir: Path) -> Measurement:
             sandbox.close()
     due = scenario.due_users() if scheduled else [u["name"] for u in settings["users"]]
     rotated = sum(1 for u in report.users if u.result == "rotated")
+    outcomes = _outcomes(history, sandbox.deployment.rotation_machine)
+    if scheduled:
+        # From every child execution (all pages of ListExecutions), not only those the report discovered.
+        rotated = max(rotated, outcomes["succeeded"])
     transitions, by_type = _transitions(history)
     polls, polls_by_action = _polls(history)
     tally = counter.tally
@@ -243,6 +248,7 @@ def measure(spec: Spec, workdir: Path) -> Measurement:
         violations=list(report.violations),
         agent_python=agent_python + (f", experiment {spec.experiment}" if spec.experiment else ""),
         history_bytes=len(json.dumps(history, default=str)),
+        outcomes=outcomes,
     )
 
 
@@ -297,6 +303,34 @@ def _histories(sandbox: Any, scheduled: bool) -> dict[str, list[dict[str, Any]]]
                 arn = execution["executionArn"]
                 out[arn] = sfn.get_execution_history(executionArn=arn)["events"]
     return out
+
+
+def _outcomes(histories: dict[str, list[dict[str, Any]]], rotation_machine: str) -> dict[str, Any]:
+    """Rotation executions that succeeded, and for the others the error the execution ended with."""
+    prefix = rotation_machine.replace(":stateMachine:", ":execution:") + ":"
+    succeeded, failed = 0, []
+    for arn, events in histories.items():
+        if not arn.startswith(prefix) or not events:
+            continue
+        if events[-1]["type"] == "ExecutionSucceeded":
+            succeeded += 1
+            continue
+        state = {}
+        for event in reversed(events):
+            details = event.get("stateEnteredEventDetails") or {}
+            if details.get("input"):
+                state = _json(details["input"])
+                break
+        error = state.get("error") or {}
+        failed.append(
+            {
+                "execution": arn.rsplit(":", 1)[-1],
+                "last_event": events[-1]["type"],
+                "error": error.get("Error"),
+                "cause": str(error.get("Cause"))[:300],
+            }
+        )
+    return {"succeeded": succeeded, "failed": failed}
 
 
 def _transitions(histories: dict[str, list[dict[str, Any]]]) -> tuple[int, dict[str, int]]:
