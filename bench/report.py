@@ -268,6 +268,7 @@ def _p3(add: Any, records: list[dict[str, Any]]) -> None:
     for step, seconds in sorted(biggest["lambda_seconds_by_step"].items(), key=lambda kv: -kv[1]):
         add(f"| {step} | {seconds:.2f} |")
     add("")
+    _notes(add, records)
 
 
 def _p4(add: Any, records: list[dict[str, Any]]) -> None:
@@ -279,22 +280,34 @@ def _p4(add: Any, records: list[dict[str, Any]]) -> None:
         "`select_due` pages through ListUsers. Map concurrency: `max_parallel_users` = 10.\n"
     )
     add(
-        "| M | time (median [min–max]) | rotated / due | API calls | floor | ratio | transitions "
+        "| M | agents | time (median [min–max]) | rotated / due | API calls | floor | ratio | transitions "
         "| executions | agents' CPU s | bench CPU s | stack resources | target | met |"
     )
-    add("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    add("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in records:
         synth = r.get("synth", {})
         resources = f"{synth.get('resources', '–')}" + (
             " (over CloudFormation's 500!)" if synth.get("resource_limit_lifted") else ""
         )
         add(
-            f"| {r['users']:,} | {_secs(r)} | {r['users_rotated_min']}/{r['users_due']} | "
+            f"| {r['users']:,} | {r.get('agent_python', '?')} | {_secs(r)} | "
+            f"{r['users_rotated_min']}/{r['users_due']} | "
             f"{_num(r['api_calls'])} | "
             f"{r['api_calls_floor']} | {r['ratio']} | {_num(r['transitions'])} | {r['executions']} | "
             f"{_num(r['cpu_seconds_agents'])} | {_num(r['cpu_seconds_bench_process'])} | {resources} | "
             f"{r['target']} | {_met(r['met'])} |"
         )
+    add("")
+    _notes(add, records)
+
+
+def _notes(add: Any, records: list[dict[str, Any]]) -> None:
+    for r in records:
+        if r.get("note"):
+            who = f"{r['users']:,} users" if r["metric"] == "P4" else f"{r['servers']:,} servers"
+            add(f"- {who}, {r.get('agent_python', '?')} agents: {r['note']}")
+        for failure in r.get("failed_executions") or []:
+            add(f"- failed execution {failure['execution']}: {failure['error']}: {failure['cause']}")
     add("")
 
 
