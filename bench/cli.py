@@ -557,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
                         "poll_seconds": args.poll_seconds,
                         "workers": args.workers,
                         "cold_agents": args.cold_agents,
+                        "experiment": args.experiment,
                         "profile": profile(f"scheduled-{m}-{i}"),
                     }
                     runs.append(

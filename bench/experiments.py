@@ -47,6 +47,59 @@ def fast_list_command_invocations() -> Callable[[], None]:
     return undo
 
 
+def cached_clients() -> Callable[[], None]:
+    """`boto3.client(...)` made once per (service, arguments, endpoint/credential environment) and reused:
+    what `lambdas/handlers/_clients.py` would do with a cached client per warm container (and moto's executor
+    with one Lambda client). Returns the undo."""
+    import os
+    import threading
+
+    import boto3
+
+    original = boto3.client
+    cache: dict[str, Any] = {}
+    lock = threading.Lock()
+    env_names = (
+        "AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+    )
+
+    def describe(value: Any) -> str:
+        from botocore.config import Config
+
+        if isinstance(value, Config):
+            return repr(sorted((k, repr(v)) for k, v in vars(value).items()))
+        return repr(value)
+
+    def client(*args: Any, **kwargs: Any) -> Any:
+        key = repr(
+            (
+                [describe(a) for a in args],
+                sorted((k, describe(v)) for k, v in kwargs.items()),
+                [os.environ.get(n) for n in env_names],
+            )
+        )
+        with lock:
+            found = cache.get(key)
+        if found is None:
+            found = original(*args, **kwargs)
+            with lock:
+                cache[key] = found
+        return found
+
+    boto3.client = client
+
+    def undo() -> None:
+        boto3.client = original
+
+    return undo
+
+
 EXPERIMENTS: dict[str, Callable[[], Callable[[], None]]] = {
     "fast-lci": fast_list_command_invocations,
+    "cached-clients": cached_clients,
 }
