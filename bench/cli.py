@@ -57,7 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cold-agents", action="store_true", help="a new python3 per agent run (not the sandbox's warm one)"
     )
-    parser.add_argument("--experiment", default="", help="apply a candidate fix from bench/experiments.py")
+    parser.add_argument(
+        "--experiment", default="", help="apply candidate fixes from bench/experiments.py (comma-separated)"
+    )
     parser.add_argument("--workers", type=int, default=None, help="parallel agents (sandbox default: 2/CPU)")
     parser.add_argument(
         "--merge",

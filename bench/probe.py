@@ -259,11 +259,12 @@ def _experiment(name: str) -> Iterator[None]:
         return
     from bench.experiments import EXPERIMENTS
 
-    undo = EXPERIMENTS[name]()
+    undos = [EXPERIMENTS[one.strip()]() for one in name.split(",") if one.strip()]
     try:
         yield
     finally:
-        undo()
+        for undo in reversed(undos):
+            undo()
 
 
 def _wait_until_done(sandbox: Any, deadline: float) -> None:
