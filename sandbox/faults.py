@@ -197,8 +197,13 @@ def throttle(rate: float = 0.3, *, seed: int = 0, services: frozenset[str] = THR
 
 
 def from_lambda(user_agent: str) -> bool:
-    """Whether a request came from a Lambda function (botocore adds the execution environment it runs in)."""
-    return "exec-env/AWS_Lambda" in user_agent
+    """Whether a request came from a Lambda function rather than an agent on a simulated server.
+
+    The step functions use boto3; the agent uses botocore alone or the AWS CLI. (botocore's
+    `exec-env/AWS_Lambda` marker cannot be relied on here: boto3's default session fixes its user agent when
+    it is first made, which in this process may be outside any Lambda invocation.) The harness also uses
+    boto3, but signs with keys that `throttle` exempts."""
+    return user_agent.startswith("Boto3/")
 
 
 # ------------------------------------------------------------------------------------- key changes

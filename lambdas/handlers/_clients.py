@@ -46,14 +46,15 @@ def sns() -> SNSClient:
 
 
 def sts_with(credentials: Credentials) -> STSClient:
-    """An STS client signing with the given key (to prove a new key works). Propagation errors are not
-    retried here: the state machine's Retry on NewKeyNotYetValid waits between attempts."""
+    """An STS client signing with the given key (to prove a new key works). Throttling is retried here like
+    every other call; propagation errors (InvalidClientTokenId) are not retryable for botocore, so they reach
+    the state machine, whose Retry on NewKeyNotYetValid waits between attempts."""
     return boto3.client(
         "sts",
         aws_access_key_id=credentials.access_key_id,
         aws_secret_access_key=credentials.secret_access_key,
         aws_session_token=None,
-        config=Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=5, read_timeout=15),
+        config=RETRIES.merge(Config(read_timeout=15)),
     )
 
 

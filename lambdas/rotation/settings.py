@@ -71,6 +71,16 @@ AGENT_CREDENTIALS_FILE = "/root/.aws/credentials"
 AGENT_PROFILE = "default"
 
 WAIT_FIELDS = ("verify_interval_seconds", "poll_seconds", "max_polls", "observe_seconds", "grace_seconds")
+# Upper bounds keep the longest path through the rotation machine (two distributions of max_polls polls, the
+# observation and the grace period: about 120 days at these maxima) well inside a Standard execution's one
+# year, so no run can end inside a Wait, outside every Catch, with no rollback and no alert.
+WAIT_MAXIMA = {
+    "verify_interval_seconds": 60,
+    "poll_seconds": 3_600,
+    "max_polls": 1_000,
+    "observe_seconds": 7 * 86_400,
+    "grace_seconds": 30 * 86_400,
+}
 
 
 @dataclass(frozen=True)
@@ -249,7 +259,8 @@ def parse_waits(data: Any, path: str, base: Waits | None = None) -> Waits:
         _only(raw, path, required=set(), optional=set(WAIT_FIELDS))
         values = base.to_dict()
     for field in raw:
-        values[field] = _int(raw[field], f"{path}.{field}", minimum=1 if field == "max_polls" else 0)
+        values[field] = _int(raw[field], f"{path}.{field}", minimum=1 if field == "max_polls" else 0,
+                             maximum=WAIT_MAXIMA[field])
     return Waits(**values)
 
 

@@ -288,16 +288,21 @@ def check_distribution(rotation: Rotation, *, ssm: SSMClient, now: datetime) -> 
         done=done,
     )
     what = f"key {new_key_id} ({rotation.action})"
-    if outcome.failed:
+    # A failure is reported once no server is still running, so that every broken server is named (one that
+    # fails a few seconds after another would otherwise be counted as merely "pending"). Waiting is safe:
+    # the old key is untouched until every server has confirmed.
+    failed = name_some(f"{f.instance_id} ({f.status}: {f.reason})" for f in outcome.failed)
+    if outcome.failed and not outcome.pending:
         raise TargetsUnconfirmed(
-            f"{len(outcome.failed)} of {distribution.total} servers failed to confirm {what}: "
-            f"{name_some(f'{f.instance_id} ({f.status}: {f.reason})' for f in outcome.failed)}; "
-            f"{distribution.confirmed} confirmed, {distribution.pending} pending. The old key stays as it was"
+            f"{len(outcome.failed)} of {distribution.total} servers failed to confirm {what}: {failed}; "
+            f"{distribution.confirmed} confirmed. The old key stays as it was"
         )
     if outcome.pending and polls >= rotation.waits.max_polls:
+        also = f"; {len(outcome.failed)} failed: {failed}" if outcome.failed else ""
         raise TargetsUnconfirmed(
             f"{len(outcome.pending)} of {distribution.total} servers did not confirm {what} after {polls} "
-            f"polls: {name_some(outcome.pending)}. The old key stays as it was"
+            f"polls: {name_some(outcome.pending)}{also}; {distribution.confirmed} confirmed. The old key "
+            "stays as it was"
         )
     cutover_at = rotation.cutover_at
     if done and rotation.action == "rotate":

@@ -69,7 +69,7 @@ def _assert_blocked_and_named(harness: Harness, outcome_error: str | None, old_k
                               broken: dict[str, tuple[str, ...]], healthy: list[str], *,
                               all_named: bool = False) -> None:
     """Blocked with `error`, old key Active, each broken server named with a reason — or, when another
-    server's failure ended the poll loop first, at least counted as pending (see the xfail test below)."""
+    server.s failure ended the poll loop first, at least counted as pending."""
     assert outcome_error == error
     assert old_key == "Active"
     alert = _alert(harness)
@@ -169,8 +169,6 @@ def test_a_server_going_offline_after_prepare_is_named_and_blocks(
     assert done.status == "SUCCEEDED" and done.violations == [], (done.user.cause, done.violations)
 
 
-@pytest.mark.xfail(strict=True, reason="check_distribution raises at the first poll that sees a failure: "
-                   "servers still running are only counted as pending, never named (issue 6 R2)")
 def test_every_broken_server_is_named_even_when_one_fails_first(
     make_harness: Callable[..., Harness],
 ) -> None:
