@@ -16,6 +16,7 @@ help:
 	@echo "make demo   - a full key rotation in the local sandbox (ARGS='--servers 5 --users 1 ...')"
 	@echo "make test   - lint, type-check and every test, offline"
 	@echo "make synth  - synthesize the CDK app into cdk.out/"
+	@echo "make safety - the whole fault-injection matrix (docs/safety.md), heavy variants included"
 	@echo "make bench  - benchmarks -> docs/benchmarks.md, bench/results.json"
 
 $(STAMP): requirements/dev.txt
@@ -39,6 +40,10 @@ typecheck: $(STAMP)
 
 test: $(STAMP) $(NODE_STAMP) lint typecheck
 	$(VENV)/bin/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+# The whole safety matrix (docs/safety.md), heavy variants included: about 6-12 minutes on 2 cores.
+safety: $(STAMP) $(NODE_STAMP)
+	KEYROTATION_SAFETY_SLOW=1 $(VENV)/bin/pytest tests/safety tests/agent/test_agent_atomicity.py -n 2 --dist load $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest tests/unit tests/agent tests/contracts $(PYTEST_ARGS)

@@ -82,7 +82,7 @@ def test_killed_at_any_moment_the_file_is_old_or_new(server: Server, identity: I
     assert outcomes["aimed"] >= 6 and outcomes["old"] >= 3 and outcomes["new"] >= 3, outcomes
 
 
-@pytest.mark.slow
+@pytest.mark.safety_slow  # the 200-kill version (R3 of docs/safety.md)
 def test_killed_200_times_the_file_is_old_or_new(server: Server, identity: Identity) -> None:
     outcomes = kill_many(server, identity, runs=200, seed=7)
     assert outcomes["aimed"] >= 80 and outcomes["old"] >= 40 and outcomes["new"] >= 40, outcomes

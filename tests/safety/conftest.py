@@ -1,14 +1,12 @@
 """Fixtures of the safety matrix (docs/safety.md): one emulator per test module, reset per test; every
 sandbox is watched (I4) and its Wait states run 5x faster.
 
-`@pytest.mark.safety_slow` marks the heavy variants (the full crash matrix, 200 kills). They are skipped
-unless selected with `-m safety_slow` (or KEYROTATION_SAFETY_SLOW=1), so that `make test` stays within its
-budget while `pytest tests/safety -m safety_slow` runs the whole matrix.
+`@pytest.mark.safety_slow` marks the heavy variants (the full crash matrix, 200 kills): tests/conftest.py
+skips them unless selected (`make safety`), so that `make test` stays within its budget.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,21 +20,6 @@ from sandbox.deploy import Assembly
 from sandbox.emulator import Emulator
 
 WAIT_SCALE = 0.2
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "safety_slow: heavy safety-matrix scenario (run with -m safety_slow)")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    selected = ("safety_slow" in (config.getoption("-m") or "")
-                or os.environ.get("KEYROTATION_SAFETY_SLOW") == "1")
-    if selected:
-        return
-    skip = pytest.mark.skip(reason="heavy safety scenario: run it with -m safety_slow")
-    for item in items:
-        if "safety_slow" in item.keywords:
-            item.add_marker(skip)
 
 
 @pytest.fixture(scope="module")
