@@ -184,8 +184,9 @@ def measure(spec: Spec, workdir: Path) -> Measurement:
         clock = time.perf_counter()
         sandbox = Sandbox(emulator, assembly, settings, workdir, scenario)
         setup["deploy_and_provision"] = time.perf_counter() - clock
-        # max_polls is never the limit here: a loaded machine must not turn a slow fleet into a failure.
-        max_polls = max(sandbox_demo.max_polls_for(spec.servers), 3600) * (1 if spec.poll_seconds else 20)
+        # As many polls as the engine accepts (lambdas/rotation/settings.py): a loaded machine must not turn a
+        # slow fleet into a failure.
+        max_polls = _engine_max_polls()
         waits = {**sandbox_demo.DEMO_WAITS, "poll_seconds": spec.poll_seconds, "max_polls": max_polls}
 
         def rotation_input(user: str) -> dict[str, Any]:
@@ -250,6 +251,16 @@ def measure(spec: Spec, workdir: Path) -> Measurement:
         history_bytes=len(json.dumps(history, default=str)),
         outcomes=outcomes,
     )
+
+
+def _engine_max_polls() -> int:
+    try:
+        from rotation import settings as engine_settings
+
+        limits = getattr(engine_settings, "WAIT_MAXIMA", None) or {}
+        return int(limits.get("max_polls", 1000))
+    except ImportError:
+        return 1000
 
 
 @contextmanager
