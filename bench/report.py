@@ -352,17 +352,20 @@ def _cost(add: Any, p1: list[dict[str, Any]], p4: list[dict[str, Any]]) -> None:
     rows: list[tuple[str, dict[str, Any]]] = []
     for r in p1:
         rows.append(
-            (f"1 user × {r['servers']:,} servers, as measured ({_num(r['polls'])} polls)", r["cost_usd"])
+            (
+                f"1 user × {r['servers']:,} servers ({_mode(r)}), as measured ({_num(r['polls'])} polls)",
+                r["cost_usd"],
+            )
         )
         if r.get("cost_usd_one_poll_per_distribution"):
             rows.append(
                 (
-                    f"1 user × {r['servers']:,} servers, 1 poll per distribution",
+                    f"1 user × {r['servers']:,} servers ({_mode(r)}), 1 poll per distribution",
                     r["cost_usd_one_poll_per_distribution"],
                 )
             )
     for r in p4:
-        rows.append((f"scheduled, {r['users']:,} users × 1 server (whole run)", r["cost_usd"]))
+        rows.append((f"scheduled, {r['users']:,} users × 1 server ({_mode(r)}, whole run)", r["cost_usd"]))
     items = sorted({k for _, c in rows for k in c["items_usd"]})
     add("| scenario | total USD | " + " | ".join(items) + " |")
     add("|---|---|" + "---|" * len(items))
