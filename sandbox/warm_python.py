@@ -714,8 +714,8 @@ def serve(socket_path: str) -> Job:
     for pid in list(running):
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
-    with contextlib.suppress(OSError):
-        os.unlink(socket_path)
+    # our private directory (shim, socket, log) goes too, also when the sandbox died without stop()
+    shutil.rmtree(os.path.dirname(socket_path), ignore_errors=True)
     raise SystemExit(0)
 
 
