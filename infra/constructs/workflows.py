@@ -246,23 +246,21 @@ class RotationWorkflows(Construct):
             .when(sfn.Condition.string_equals("$.rotation.action", "verify"), delete)
             .otherwise(wait_observe)
         )
+        # One Choice per poll (3 transitions a poll with wait_poll and check_distribution): done → go on;
+        # otherwise poll again while the budget lasts. Rules are evaluated in order, so every comparison
+        # comes after the checks of the fields it reads.
         polls, max_polls = "$.rotation.polls", "$.rotation.waits.max_polls"
-        poll_budget = (
-            sfn.Choice(self, "poll_budget", state_name="poll_budget")
+        done = "$.rotation.distribution.done"
+        distribution_done = (
+            sfn.Choice(self, "distribution_done", state_name="distribution_done")
+            .when(sfn.Condition.and_(sfn.Condition.is_present(done), sfn.Condition.is_boolean(done),
+                                     sfn.Condition.boolean_equals(done, True)), after_distribution)
             .when(missing(polls), poll_limit_reached)
             .when(missing(max_polls), poll_limit_reached)
             .when(sfn.Condition.not_(sfn.Condition.is_numeric(polls)), poll_limit_reached)
             .when(sfn.Condition.not_(sfn.Condition.is_numeric(max_polls)), poll_limit_reached)
             .when(sfn.Condition.number_less_than_json_path(polls, max_polls), wait_poll)
             .otherwise(poll_limit_reached)
-        )
-        done = "$.rotation.distribution.done"
-        distribution_done = (
-            sfn.Choice(self, "distribution_done", state_name="distribution_done")
-            .when(missing(done), poll_budget)
-            .when(sfn.Condition.not_(sfn.Condition.is_boolean(done)), poll_budget)
-            .when(sfn.Condition.boolean_equals(done, True), after_distribution)
-            .otherwise(poll_budget)
         )
 
         states_by_name: dict[str, sfn.IChainable] = {
