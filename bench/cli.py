@@ -317,16 +317,26 @@ def derive(records: list[dict[str, Any]]) -> None:
             fixed = {op: c for op, c in record["calls_by_operation"].items() if op not in floor.SCALING}
             record["fixed_calls_same_as_smallest_n"] = fixed == base
             record["met"] = bool(all(record["scaling_within_bound"].values()) and fixed == base)
-    p2 = [r for r in records if r["metric"] == "P2"]
-    if len({r["polls"] for r in p2}) < 2:
-        return
-    low = min(p2, key=lambda r: r["polls"])
-    high = max(p2, key=lambda r: r["polls"])
-    per_poll = (high["transitions"] - low["transitions"]) / (high["polls"] - low["polls"])
-    for record in p2:
-        record["transitions_per_poll_measured"] = round(per_poll, 2)
-        record["transitions_without_polls"] = round(record["transitions"] - per_poll * record["polls"], 1)
+    # Transitions per poll, from records of the same code (commit): the state machine changes over time.
+    slopes: dict[str, float] = {}
+    by_commit: dict[str, list[dict[str, Any]]] = {}
+    for record in (r for r in records if r["metric"] == "P2"):
+        by_commit.setdefault(str(record["machine"].get("commit")), []).append(record)
+    for commit, group in by_commit.items():
+        if len({r["polls"] for r in group}) < 2:
+            continue
+        low = min(group, key=lambda r: r["polls"])
+        high = max(group, key=lambda r: r["polls"])
+        slopes[commit] = (high["transitions"] - low["transitions"]) / (high["polls"] - low["polls"])
+        for record in group:
+            record["transitions_per_poll_measured"] = round(slopes[commit], 2)
+            record["transitions_without_polls"] = round(
+                record["transitions"] - slopes[commit] * record["polls"], 1
+            )
     for record in p1:
+        per_poll = slopes.get(str(record["machine"].get("commit")))
+        if per_poll is None:
+            continue
         # What the same rotation costs when each distribution is polled once (production polls every 30 s
         # by default; the sandbox every second): the extra polls are transitions and Lambda invocations.
         extra = max(0.0, record["polls"] - 2)
