@@ -321,7 +321,7 @@ def derive(records: list[dict[str, Any]]) -> None:
     slopes: dict[str, float] = {}
     by_commit: dict[str, list[dict[str, Any]]] = {}
     for record in (r for r in records if r["metric"] == "P2"):
-        by_commit.setdefault(str(record["machine"].get("commit")), []).append(record)
+        by_commit.setdefault(str(record.get("machine", {}).get("commit")), []).append(record)
     for commit, group in by_commit.items():
         if len({r["polls"] for r in group}) < 2:
             continue
@@ -334,7 +334,7 @@ def derive(records: list[dict[str, Any]]) -> None:
                 record["transitions"] - slopes[commit] * record["polls"], 1
             )
     for record in p1:
-        per_poll = slopes.get(str(record["machine"].get("commit")))
+        per_poll = slopes.get(str(record.get("machine", {}).get("commit")))
         if per_poll is None:
             continue
         # What the same rotation costs when each distribution is polled once (production polls every 30 s
@@ -555,7 +555,6 @@ def main(argv: list[str] | None = None) -> int:
                     if r["metric"] in grid.metrics
                 ]
                 records.extend(wanted)
-            derive(records)
         if "P4" in grid.metrics:
             for m, repeats in sorted(grid.users.items()):
                 runs, loads = [], []
@@ -601,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge and args.results.exists():
         measured = {_key(r) for r in records}
         records = [r for r in json.loads(args.results.read_text()) if _key(r) not in measured] + records
-        derive(records)
+    derive(records)
     _write(args, records)
     print(
         f"bench: {len(records)} records -> {args.results}, {args.doc} "
