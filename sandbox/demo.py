@@ -159,7 +159,9 @@ class Sandbox:
 
     def _discover_children(self) -> None:
         sfn = self.emulator.client("stepfunctions")
-        for execution in sfn.list_executions(stateMachineArn=self.deployment.rotation_machine)["executions"]:
+        machine = self.deployment.rotation_machine
+        pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=machine)
+        for execution in (e for page in pages for e in page["executions"]):
             arn = execution["executionArn"]
             if arn not in self.executions:
                 self.executions[arn] = _user_from_input(sfn.describe_execution(executionArn=arn))
