@@ -67,72 +67,6 @@ FORWARDED_SIGNALS = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUS
 LOCALE_VARS = (b"LC_ALL", b"LC_CTYPE", b"LANG")
 _MAX_REQUEST = 4 * 1024 * 1024
 
-# The shim: runs with -I -S (no site, no environment influence), imports only built-in C modules.
-_SHIM = r'''#!{real} -IS
-# The sandbox's warm python3 (sandbox/warm_python.py). Falls back to the real interpreter: {real}
-import os, sys, _socket, _struct, _signal
-R = {real!r}
-S = {sock!r}
-def cold():
-    os.execv(R, [R] + sys.argv[1:])
-a = sys.argv[1:]
-if not a or not ((a[0] == "-c" and len(a) > 1) or (a[0][:1] not in ("-", ""))):
-    cold()
-try:
-    for fd in (0, 1, 2):
-        os.fstat(fd)
-    c = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    c.connect(S)
-    here = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-except OSError:
-    cold()
-m = os.umask(0)
-os.umask(m)
-parts = [b"1", b"%d" % m, os.fsencode(sys.argv[0]), b"%d" % len(a)] + [os.fsencode(x) for x in a]
-parts += [k + b"=" + v for k, v in os.environb.items()]
-body = b"\0".join(parts)
-data = {proto!r} + _struct.pack("!I", len(body)) + body
-try:
-    n = c.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _struct.pack("4i", 0, 1, 2, here))])
-    c.sendall(data[n:])
-except OSError:
-    cold()
-os.close(here)
-pid = 0
-def forward(signum, frame):
-    if pid:
-        os.kill(pid, signum)
-buf = b""
-while True:
-    try:
-        chunk = c.recv(64)
-    except OSError:
-        chunk = b""
-    if not chunk:
-        if not pid:
-            cold()
-        os.write(2, b"python3 (sandbox warm interpreter): lost the interpreter process\n")
-        os._exit(1)
-    buf += chunk
-    while buf:
-        if buf[:1] == b"C":
-            cold()
-        if len(buf) < 5:
-            break
-        value = _struct.unpack("!i", buf[1:5])[0]
-        kind, buf = buf[:1], buf[5:]
-        if kind == b"P":
-            pid = value
-            for name in {signals!r}:
-                _signal.signal(getattr(_signal, name), forward)
-        elif kind == b"S":
-            if os.WIFSIGNALED(value):
-                sig = os.WTERMSIG(value)
-                _signal.signal(sig, _signal.SIG_DFL)
-                os.kill(os.getpid(), sig)
-                os._exit(128 + sig)
-            os._exit(os.waitstatus_to_exitcode(value) & 0xFF)
-'''
 
 
 # The same shim in C (≈ 0.5 ms instead of ≈ 9 ms of CPU per start), used when a C compiler is available. It
@@ -270,7 +204,7 @@ int main(int argc, char **argv) {
         ssize_t r = recv(sock, in + have, sizeof in - have, 0);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
-            if (!child) cold();
+            /* Never fall back once the request is sent: the program may already run (not twice). */
             static const char lost[] = "python3 (sandbox warm interpreter): lost the interpreter process\n";
             if (write(2, lost, sizeof lost - 1) < 0) _exit(1);
             _exit(1);
@@ -358,10 +292,10 @@ class WarmPython:
         self._lock = threading.Lock()
         self._ready: bool | None = None
         self.error: str | None = None
-        # "c" (compiled, when a C compiler works), "python", or "auto" (c if possible);
-        # default: $KEYROTATION_SANDBOX_SHIM or "auto"
-        self.shim = shim or os.environ.get(SHIM_ENV, "auto")
-        self.shim_kind = ""  # what start() installed: "c" or "python"
+        # The shim is a small C program; without a working C compiler the fleet runs the real python3.
+        # (A pure-Python shim existed; under load it could show a program's output twice: removed.)
+        self.shim = shim or os.environ.get(SHIM_ENV, "c")
+        self.shim_kind = ""  # what start() installed: "c", or "" when none could be built
 
     @property
     def bin_dir(self) -> str:
@@ -394,13 +328,12 @@ class WarmPython:
         # The shim, while the zygote warms up.
         shim = self.dir / "bin" / "python3"
         compiled = _c_shim(self.real_python) if self.shim in ("auto", "c") else None
-        if compiled is not None:
-            shim.write_bytes(compiled)
-            self.shim_kind = "c"
-        else:
-            shim.write_text(_SHIM.format(real=self.real_python, sock=self.socket_path, proto=PROTOCOL,
-                                         signals=FORWARDED_SIGNALS))
-            self.shim_kind = "python"
+        if compiled is None:
+            self.error = "no C compiler to build the python3 shim: the servers run the real python3"
+            self._ready = False
+            return self
+        shim.write_bytes(compiled)
+        self.shim_kind = "c"
         shim.chmod(0o755)
         return self
 
@@ -641,6 +574,8 @@ def serve(socket_path: str) -> Job:
                     stopping = True
             else:  # a shim's connection
                 fd = key.fd
+                if fd not in by_conn and fd not in reading:
+                    continue  # closed earlier in this same batch of events (e.g. its child was reaped)
                 if fd in by_conn:  # the child runs: data or EOF from the shim means it died
                     try:
                         data = key.fileobj.recv(512)  # type: ignore[union-attr]
@@ -672,6 +607,9 @@ def serve(socket_path: str) -> Job:
                     data = b""
                 if not data or len(job.buffer) + len(data) > _MAX_REQUEST:
                     del reading[fd]
+                    if data:  # too large: the shim runs the real interpreter
+                        job.conn.setblocking(True)
+                        _send(job.conn, b"C")
                     forget(job)
                     continue
                 job.buffer += data

@@ -20,7 +20,7 @@ from sandbox.demo import Sandbox
 from sandbox.warm_python import WarmPython, _c_shim
 
 REAL = str(Path(sys.executable).parent / "python3")
-SHIMS = ["python", pytest.param("c", marks=pytest.mark.skipif(_c_shim(REAL) is None, reason="no C compiler"))]
+SHIMS = [pytest.param("c", marks=pytest.mark.skipif(_c_shim(REAL) is None, reason="no C compiler"))]
 
 
 @pytest.fixture(scope="module", params=SHIMS)
