@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,6 +253,23 @@ _ORDER = [
     "AWS::SSM::MaintenanceWindowTask",
     "AWS::IAM::Policy",  # names functions and machines; moto does not enforce IAM anyway
 ]
+
+
+def synthesis_cache(new_dir: Callable[[str], Path], *, max_polls: int
+                    ) -> Callable[[int], tuple[Assembly, dict[str, Any]]]:
+    """`get(users)`: the real CDK app synthesized for that many sandbox users, once per user count (jsii and
+    the synth take seconds). `new_dir(name)` gives a fresh directory (pytest's `tmp_path_factory.mktemp`)."""
+    cache: dict[int, tuple[Assembly, dict[str, Any]]] = {}
+
+    def get(users: int) -> tuple[Assembly, dict[str, Any]]:
+        if users not in cache:
+            workdir = new_dir(f"synth-{users}")
+            settings = sandbox_settings(users, max_polls=max_polls)
+            path = write_settings(workdir / "settings.yaml", settings)
+            cache[users] = (synthesize(path, workdir / "cdk.out"), settings)
+        return cache[users]
+
+    return get
 
 
 def _physical_name(logical: str, limit: int = 64) -> str:

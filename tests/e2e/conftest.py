@@ -36,18 +36,8 @@ def fleet(emulator: Emulator, tmp_path: Path) -> Iterator[Fleet]:
 
 @pytest.fixture(scope="session")
 def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], tuple[Assembly, dict[str, Any]]]:
-    """Synthesize the real CDK app once per user count (jsii + synth take seconds)."""
-    cache: dict[int, tuple[Assembly, dict[str, Any]]] = {}
-
-    def get(users: int) -> tuple[Assembly, dict[str, Any]]:
-        if users not in cache:
-            workdir = tmp_path_factory.mktemp(f"synth-{users}")
-            settings = deploy.sandbox_settings(users, max_polls=60)
-            path = deploy.write_settings(workdir / "settings.yaml", settings)
-            cache[users] = (deploy.synthesize(path, workdir / "cdk.out"), settings)
-        return cache[users]
-
-    return get
+    """The real CDK app, synthesized once per user count."""
+    return deploy.synthesis_cache(tmp_path_factory.mktemp, max_polls=60)
 
 
 @pytest.fixture

@@ -38,17 +38,7 @@ def emulator(_running_emulator: Emulator) -> Iterator[Emulator]:
 @pytest.fixture(scope="session")
 def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], tuple[Assembly, dict[str, Any]]]:
     """The real CDK app, synthesized once per user count."""
-    cache: dict[int, tuple[Assembly, dict[str, Any]]] = {}
-
-    def get(users: int) -> tuple[Assembly, dict[str, Any]]:
-        if users not in cache:
-            workdir = tmp_path_factory.mktemp(f"safety-synth-{users}")
-            settings = deploy.sandbox_settings(users, max_polls=150)
-            path = deploy.write_settings(workdir / "settings.yaml", settings)
-            cache[users] = (deploy.synthesize(path, workdir / "cdk.out"), settings)
-        return cache[users]
-
-    return get
+    return deploy.synthesis_cache(tmp_path_factory.mktemp, max_polls=150)
 
 
 @pytest.fixture
