@@ -263,3 +263,17 @@ def ssm_env(server: Server, params: dict[str, str]) -> dict[str, str]:
     env = server.base_env()
     env.update({f"SSM_{name}": value for name, value in params.items()})
     return env
+
+
+def shell_injections(prefix: str, canary: object) -> list[str]:
+    """`prefix` followed by the usual ways to make a shell run `touch <canary>` (shared with tests/safety)."""
+    return [
+        f"{prefix}; touch {canary}",
+        f"{prefix}$(touch {canary})",
+        f"{prefix}`touch {canary}`",
+        f"{prefix}' ; touch {canary} ; '",
+        f'{prefix}" ; touch {canary} ; "',
+        f"{prefix}\ntouch {canary}",
+        f"{prefix} && touch {canary}",
+        f"{prefix}|touch {canary}",
+    ]

@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 import re2
-from agent_support import AGENT, Identity, Server, parse_single_result, run_linux_step, ssm_env
+from agent_support import (
+    AGENT,
+    Identity,
+    Server,
+    parse_single_result,
+    run_linux_step,
+    shell_injections,
+    ssm_env,
+)
 
 from ssm_documents import render
 
@@ -20,14 +28,7 @@ CANARY = "/tmp/keyrotation-canary"  # every injection below tries to create it
 
 def injections(prefix: str) -> list[str]:
     return [
-        f"{prefix}; touch {CANARY}",
-        f"{prefix}$(touch {CANARY})",
-        f"{prefix}`touch {CANARY}`",
-        f"{prefix}' ; touch {CANARY} ; '",
-        f'{prefix}" ; touch {CANARY} ; "',
-        f"{prefix}\ntouch {CANARY}",
-        f"{prefix} && touch {CANARY}",
-        f"{prefix}|touch {CANARY}",
+        *shell_injections(prefix, CANARY),
         f"{prefix}>{CANARY}",
         f"{prefix}${{IFS}}touch${{IFS}}{CANARY}",
     ]

@@ -13,6 +13,7 @@ other accounts' secrets). The agent's own unit-level hostile tests live in tests
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,9 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
+import agent_support  # noqa: E402
 from safety_harness import Harness
 
 from sandbox.patches import RunRequest, parse_document
@@ -29,16 +33,7 @@ OTHER_ACCOUNT = "999999999999"
 
 
 def shell_injections(prefix: str) -> list[str]:
-    return [
-        f"{prefix}; touch {CANARY}",
-        f"{prefix}$(touch {CANARY})",
-        f"{prefix}`touch {CANARY}`",
-        f"{prefix}' ; touch {CANARY} ; '",
-        f'{prefix}" ; touch {CANARY} ; "',
-        f"{prefix}\ntouch {CANARY}",
-        f"{prefix} && touch {CANARY}",
-        f"{prefix}|touch {CANARY}",
-    ]
+    return agent_support.shell_injections(prefix, CANARY)
 
 
 def _with(**fields: Any) -> dict[str, Any]:
