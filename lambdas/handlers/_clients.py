@@ -1,11 +1,19 @@
-"""The one place AWS clients are made: at call time (never at import), with throttling-aware retries.
+"""The one place AWS clients are made: on first use (never at import), with throttling-aware retries.
 
 `AWS_ENDPOINT_URL` (the sandbox) and the region come from the standard environment variables.
+
+A warm Lambda container reuses its clients (AWS's advice for Lambda): creating a botocore client loads and
+copies its service model and event hooks, which cost as much CPU as the step's own work (bench/analysis.md,
+P4). The cache is keyed by the environment a client is made from, so a process whose environment changes
+(the sandbox runs every function in one process; tests patch variables) never gets a client made for
+another endpoint, region or role. `sts_with` is never cached: it signs with the key it is given.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import functools
+import os
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -25,24 +33,60 @@ if TYPE_CHECKING:
 RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 8}, connect_timeout=5, read_timeout=30)
 
 
+# What boto3 reads from the environment when it makes a client: where it sends requests and as whom.
+CLIENT_ENVIRONMENT = (
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+)
+
+
+def _client(service: str) -> Any:
+    return _cached_client(service, tuple(os.environ.get(name) for name in CLIENT_ENVIRONMENT))
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_client(service: str, environment: tuple[str | None, ...]) -> Any:
+    del environment  # only the cache key: boto3 reads the same variables itself
+    return boto3.client(service, config=RETRIES)  # type: ignore[call-overload]
+
+
+def forget_clients() -> None:
+    """Drop every cached client (tests that replace boto3's transport, e.g. moto's mock, between cases)."""
+    _cached_client.cache_clear()
+
+
 def iam() -> IAMClient:
-    return boto3.client("iam", config=RETRIES)
+    client: IAMClient = _client("iam")
+    return client
 
 
 def secretsmanager() -> SecretsManagerClient:
-    return boto3.client("secretsmanager", config=RETRIES)
+    client: SecretsManagerClient = _client("secretsmanager")
+    return client
 
 
 def ssm() -> SSMClient:
-    return boto3.client("ssm", config=RETRIES)
+    client: SSMClient = _client("ssm")
+    return client
 
 
 def dynamodb() -> DynamoDBClient:
-    return boto3.client("dynamodb", config=RETRIES)
+    client: DynamoDBClient = _client("dynamodb")
+    return client
 
 
 def sns() -> SNSClient:
-    return boto3.client("sns", config=RETRIES)
+    client: SNSClient = _client("sns")
+    return client
+
+
+def stepfunctions() -> Any:
+    return _client("stepfunctions")
 
 
 def sts_with(credentials: Credentials) -> STSClient:
@@ -61,7 +105,7 @@ def sts_with(credentials: Credentials) -> STSClient:
 def execution_running(execution_arn: str) -> bool:
     """Whether the execution holding a lock is still running (otherwise its lock may be taken over)."""
     try:
-        status = boto3.client("stepfunctions", config=RETRIES).describe_execution(executionArn=execution_arn)
+        status = stepfunctions().describe_execution(executionArn=execution_arn)
     except ClientError as exc:
         if error_code(exc) in {"ExecutionDoesNotExist", "InvalidArn"}:
             return False
