@@ -6,6 +6,7 @@
 | LOCK_TABLE | prepare, create_key, promote, distribute, deactivate, delete, rollback |
 | DOCUMENT_NAME | distribute |
 | TOPIC_ARN | notify |
+| SECRETS_KEY_ARN | create_key: the stack's KMS key, which encrypts the secrets it creates |
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ PATTERNS = {
     "LOCK_TABLE": r"^[A-Za-z0-9_.-]{3,255}$",
     "DOCUMENT_NAME": r"^(arn:[a-z-]+:ssm:[a-z0-9-]+:\d{12}:document/)?[A-Za-z0-9_.-]{3,128}$",
     "TOPIC_ARN": r"^arn:[a-z-]+:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$",
+    "SECRETS_KEY_ARN": r"^arn:[a-z-]+:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]{1,128}$",
 }
 
 
@@ -36,6 +38,7 @@ class Env:
     lock_table: str
     document_name: str
     topic_arn: str
+    secrets_key_arn: str = ""
 
     def settings(self) -> Settings:
         """Read on every invocation: no module-level state survives into the next rotation."""
@@ -62,4 +65,5 @@ def load_env(*required: str, environ: Mapping[str, str] | None = None) -> Env:
     if not path.is_absolute():
         path = Path(environ.get("LAMBDA_TASK_ROOT") or ASSET_ROOT) / path
     return Env(settings_path=path, lock_table=values.get("LOCK_TABLE", ""),
-               document_name=values.get("DOCUMENT_NAME", ""), topic_arn=values.get("TOPIC_ARN", ""))
+               document_name=values.get("DOCUMENT_NAME", ""), topic_arn=values.get("TOPIC_ARN", ""),
+               secrets_key_arn=values.get("SECRETS_KEY_ARN", ""))

@@ -1,4 +1,5 @@
-"""create_key: make room (2-key limit), create the new key, store it as AWSPENDING under rotation.token."""
+"""create_key: create the user's secret if missing, make room (2-key limit), create the new key, store it as
+AWSPENDING under rotation.token."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from handlers._event import rotation_event
 
 def run(event: Any) -> dict[str, Any]:
     rotation = rotation_event(event)
-    env = load_env("SETTINGS_PATH", "LOCK_TABLE")
+    env = load_env("SETTINGS_PATH", "LOCK_TABLE", "SECRETS_KEY_ARN")
     return steps.create_key(
         rotation, env.settings(), iam=_clients.iam(), sm=_clients.secretsmanager(),
         table=LockTable(_clients.dynamodb(), env.lock_table), now=datetime.now(UTC),
+        secrets_key_arn=env.secrets_key_arn,
     ).to_dict()
 
 

@@ -31,7 +31,7 @@ class UnknownUser(RotationError):
 
 
 class SecretMissing(RotationError):
-    """The user's secret does not exist (create it before the first rotation)."""
+    """The user's secret is scheduled for deletion (a missing secret is created by the first rotation)."""
 
 
 class SecretMalformed(RotationError):

@@ -1,8 +1,11 @@
-"""The user's secret in Secrets Manager (docs/design.md §3): versions, AWSPENDING, promotion, labels.
+"""The user's secret in Secrets Manager (docs/design.md §3): creation, versions, AWSPENDING, promotion, labels.
 
 Every read names its version by staging label (`VersionStage`), never "whatever is current by default".
 Secret values are parsed here and only key ids and metadata leave this module, except through
 `read_credentials`, whose result hides the secret from repr().
+
+The engine creates a user's secret itself, on the first rotation under its name (`create`): a missing
+secret reads as "no key stored yet", exactly like the placeholder it is created with.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class SecretState:
     current: StoredKey | None
     pending: StoredKey | None  # only when AWSPENDING is on a version other than AWSCURRENT's
     previous: StoredKey | None
+    exists: bool = True  # False: no secret of that name yet (create_key creates it)
 
     def tokens(self) -> set[str]:
         """Rotation tokens of the labelled versions."""
@@ -65,17 +69,16 @@ class Credentials:
 
 
 def read_state(sm: SecretsManagerClient, secret_id: str) -> SecretState:
-    """Read the labelled versions; `SecretMissing` if there is no secret, `SecretMalformed` if unusable."""
+    """Read the labelled versions. A secret that does not exist holds no key yet (`exists=False`);
+    `SecretMissing` if it is scheduled for deletion, `SecretMalformed` if a version is unusable."""
     try:
         described = sm.describe_secret(SecretId=secret_id)
     except ClientError as exc:
         if error_code(exc) == "ResourceNotFoundException":
-            raise SecretMissing(
-                f"secret {secret_id!r} does not exist; create it (value {{}}) before rotating"
-            ) from None
+            return SecretState(secret_id=secret_id, current=None, pending=None, previous=None, exists=False)
         raise
     if described.get("DeletedDate"):
-        raise SecretMissing(f"secret {secret_id!r} is scheduled for deletion; restore it first")
+        raise _scheduled_for_deletion(secret_id)
     stages_by_version = {
         version: tuple(stages) for version, stages in described.get("VersionIdsToStages", {}).items()
     }
@@ -91,6 +94,14 @@ def read_state(sm: SecretsManagerClient, secret_id: str) -> SecretState:
     if pending is not None and pending.access_key_id is None:
         raise SecretMalformed(f"secret {secret_id!r} version {PENDING}: has no aws_access_key_id")
     return SecretState(secret_id=secret_id, current=current, pending=pending, previous=found.get(PREVIOUS))
+
+
+def _scheduled_for_deletion(secret_id: str) -> SecretMissing:
+    # Its name cannot be reused until it is deleted for good, and its last key may still be in use.
+    return SecretMissing(
+        f"secret {secret_id!r} is scheduled for deletion; restore it (aws secretsmanager restore-secret "
+        f"--secret-id {secret_id}) and run again"
+    )
 
 
 def _read_version(sm: SecretsManagerClient, secret_id: str, stage: str, stages: tuple[str, ...]) -> StoredKey:
@@ -132,6 +143,39 @@ def _parse(secret_id: str, stage: str, text: str | None) -> dict[str, Any]:
     if not isinstance(secret, str) or not secret:
         raise SecretMalformed(f"{where}: aws_secret_access_key is missing or empty")
     return data
+
+
+# Tags of the secrets the engine creates; the create_key role may only create secrets that carry them.
+TAG_USER = "keyrotation:user"
+TAG_SERVER_GROUP = "keyrotation:server-group"
+
+
+def placeholder(user: str) -> str:
+    """The value a secret is created with: no key fields, so the engine reads it as "no key stored yet"."""
+    return json.dumps({"user": user}, sort_keys=True)
+
+
+def create(sm: SecretsManagerClient, secret_id: str, *, user: str, server_group: str, kms_key_arn: str) -> bool:
+    """Create the user's secret with the placeholder, encrypted with the stack's key and tagged.
+
+    Returns False if it exists already (an earlier attempt, or a concurrent one, created it): a retried
+    create_key then carries on with the existing secret.
+    """
+    try:
+        sm.create_secret(
+            Name=secret_id,
+            Description=f"Current IAM access key of {user} (managed by the key-rotation system)",
+            KmsKeyId=kms_key_arn,
+            SecretString=placeholder(user),
+            Tags=[{"Key": TAG_USER, "Value": user}, {"Key": TAG_SERVER_GROUP, "Value": server_group}],
+        )
+    except ClientError as exc:
+        if error_code(exc) == "ResourceExistsException":
+            return False
+        if error_code(exc) == "InvalidRequestException" and "deletion" in str(exc).lower():
+            raise _scheduled_for_deletion(secret_id) from None
+        raise
+    return True
 
 
 def put_pending(

@@ -41,6 +41,7 @@ __all__ = [
     "load_settings",
     "load_settings_file",
     "parse_waits",
+    "secret_name",
 ]
 
 # IAM user names: [\w+=,.@-]{1,64}, written out in ASCII (Python's \w is Unicode-aware, Go's is not).
@@ -161,7 +162,8 @@ class Settings:
         return next(group for group in self.server_groups if group.name == name)
 
     def secret_id(self, user: User) -> str:
-        return self.secret_prefix + user.name
+        """The user's secret: `secret_prefix + server_group + "/" + name` (docs/design.md §3)."""
+        return secret_name(self.secret_prefix, user.server_group, user.name)
 
     def max_key_age_days(self, user: User) -> int:
         return user.max_key_age_days if user.max_key_age_days is not None else self.defaults.max_key_age_days
@@ -207,6 +209,12 @@ def _group_to_dict(group: ServerGroup) -> dict[str, Any]:
     if group.tag is not None:
         return {"name": group.name, "tag": {"key": group.tag.key, "value": group.tag.value}}
     return {"name": group.name, "instance_ids": list(group.instance_ids)}
+
+
+def secret_name(secret_prefix: str, server_group: str, user: str) -> str:
+    """The name of a user's secret. Grouping by server group lets one name-prefix policy per group
+    (`secret_prefix + group + "/*"`) grant a group's servers exactly its users' secrets."""
+    return f"{secret_prefix}{server_group}/{user}"
 
 
 def load_settings_file(path: str | Path) -> Settings:
@@ -338,11 +346,16 @@ def _user(data: Any, path: str, group_names: set[str], secret_prefix: str) -> Us
     _only(raw, path, required={"name", "server_group", "credentials_file", "profile", "file_owner"},
           optional={"reload_hook", "max_key_age_days", "allow_offline"})
     name = _string(raw["name"], f"{path}.name", USER_NAME_PATTERN, "an IAM user name ([\\w+=,.@-]{1,64})")
-    if not re.fullmatch(SECRET_ID_PATTERN, secret_prefix + name):
-        raise InvalidSettings(f"{path}.name: secret_prefix + name is not a valid secret name")
     group = _string(raw["server_group"], f"{path}.server_group", None, "")
     if group not in group_names:
         raise InvalidSettings(f"{path}.server_group: no server group named {group!r}")
+    secret = secret_name(secret_prefix, group, name)
+    if not re.fullmatch(SECRET_ID_PATTERN, secret):
+        raise InvalidSettings(
+            f"{path}.name: the user's secret name {secret[:80]!r} (secret_prefix + server_group + '/' + name) "
+            "is not a valid secret name: letters, digits and /_+=.@-, starting with a letter or digit, at most "
+            "512 characters"
+        )
     credentials_file = _string(raw["credentials_file"], f"{path}.credentials_file", None, "")
     if not credentials_file.startswith("/"):
         raise InvalidSettings(f"{path}.credentials_file: must be an absolute path")

@@ -100,6 +100,8 @@ def prepare(
     check_targets(targets, group, allow_offline=allow_offline)
     waits = resolved_waits(settings.defaults.waits, request)
     notes = list(plan.notes)
+    if not state.exists:
+        notes.insert(0, f"create the secret {secret_id} (it does not exist yet: no key stored)")
     if targets.offline:
         notes.append(f"skip {len(targets.offline)} offline servers (allow_offline)")
     rotation = Rotation(
@@ -160,9 +162,17 @@ def create_key(
     sm: SecretsManagerClient,
     table: LockTable,
     now: datetime,
+    secrets_key_arn: str,
 ) -> Rotation:
     _hold(rotation, settings, table, now)
     state = secrets.read_state(sm, rotation.secret_id)
+    if not state.exists:
+        # First rotation under this name: the secret is created (holding no key) before any key exists,
+        # so a failure here leaves nothing behind, and a retry finds the secret and carries on.
+        user = _user(settings, rotation.user)
+        if not secrets.create(sm, rotation.secret_id, user=user.name, server_group=user.server_group,
+                              kms_key_arn=secrets_key_arn):
+            state = secrets.read_state(sm, rotation.secret_id)
     current_keys = keys.list_keys(iam, rotation.user)
     by_id = {key.key_id: key for key in current_keys}
     for stored in (state.pending, state.current):

@@ -356,6 +356,14 @@ def settings_dict(**user_overrides: Any) -> dict[str, Any]:
     }
 
 
+# The server group of each user of `settings_dict()`; a user's secret is keyrotation/<group>/<user>.
+GROUP_OF = {"svc-web": "web", "svc-db": "db"}
+
+
+def secret_id(user: str) -> str:
+    return f"keyrotation/{GROUP_OF[user]}/{user}"
+
+
 @dataclass
 class World:
     iam: Any
@@ -367,6 +375,7 @@ class World:
     running: set[str] = field(default_factory=set)
     topic_arn: str = ""
     table: str = "keyrotation-locks"
+    secrets_key_arn: str = ""
 
     # -- arrangement helpers ----------------------------------------------------------------------
     def add_user(
@@ -388,7 +397,7 @@ class World:
         if secret_state == "placeholder":
             value = {}
         if secret_state is not None:
-            self.sm.create_secret(Name=f"keyrotation/{name}", SecretString=json.dumps(value))
+            self.sm.create_secret(Name=secret_id(name), SecretString=json.dumps(value))
         return key_id
 
     def write_settings(self, data: dict[str, Any]) -> None:
@@ -403,13 +412,13 @@ class World:
 
     def current(self, user: str = "svc-web") -> dict[str, Any]:
         return json.loads(
-            self.sm.get_secret_value(SecretId=f"keyrotation/{user}", VersionStage="AWSCURRENT")[
+            self.sm.get_secret_value(SecretId=secret_id(user), VersionStage="AWSCURRENT")[
                 "SecretString"
             ]
         )
 
     def stages(self, user: str = "svc-web") -> dict[str, list[str]]:
-        return self.sm.describe_secret(SecretId=f"keyrotation/{user}")["VersionIdsToStages"]
+        return self.sm.describe_secret(SecretId=secret_id(user))["VersionIdsToStages"]
 
     def lock_owner(self, user: str = "svc-web") -> str | None:
         item = self.ddb.get_item(TableName=self.table, Key={"user": {"S": user}}).get("Item") or {}
@@ -461,6 +470,7 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
             BillingMode="PAY_PER_REQUEST",
         )
         world.topic_arn = world.sns.create_topic(Name="keyrotation")["TopicArn"]
+        world.secrets_key_arn = boto3.client("kms").create_key(Description="secrets")["KeyMetadata"]["Arn"]
         world.write_settings(settings_dict())
         world.add_user("svc-web")
         fake.add(3)
@@ -468,6 +478,7 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
         monkeypatch.setenv("LOCK_TABLE", world.table)
         monkeypatch.setenv("DOCUMENT_NAME", "keyrotation-rotate-access-key")
         monkeypatch.setenv("TOPIC_ARN", world.topic_arn)
+        monkeypatch.setenv("SECRETS_KEY_ARN", world.secrets_key_arn)
         monkeypatch.setattr(_clients, "ssm", lambda: fake)
         monkeypatch.setattr(_clients, "execution_running", lambda arn: arn in world.running)
         yield world

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from rotation_harness import World, drive, handler, settings_dict
+from rotation_harness import World, drive, handler, secret_id, settings_dict
 
 
 def _unchanged(world: World, before: dict[str, str]) -> None:
@@ -38,12 +38,15 @@ def test_user_outside_the_managed_path_is_refused(world: World) -> None:
     assert world.iam_keys("svc-db") == before
 
 
-def test_missing_secret(world: World) -> None:
-    world.add_user("svc-db", secret_state=None)
-    world.ssm.add(1, group="db")
-    run = drive(world, user="svc-db")
+def test_a_secret_scheduled_for_deletion_is_refused_by_name(world: World) -> None:
+    # GIVEN the user's secret is scheduled for deletion (its name cannot be reused, its key may be needed)
+    world.sm.delete_secret(SecretId=secret_id("svc-web"), RecoveryWindowInDays=7)
+    before = world.iam_keys()
+    # WHEN a rotation starts THEN it stops, naming the secret and how to restore it, changing nothing
+    run = drive(world)
     assert run.error is not None and run.error["name"] == "SecretMissing"
-    assert "keyrotation/svc-db" in run.error["message"]
+    assert "keyrotation/web/svc-web" in run.error["message"] and "restore-secret" in run.error["message"]
+    _unchanged(world, before)
 
 
 @pytest.mark.parametrize(
@@ -60,7 +63,7 @@ def test_missing_secret(world: World) -> None:
 )
 def test_malformed_secret(world: World, value: str, reason: str) -> None:
     # GIVEN a secret whose current value is not what the engine and agent expect
-    world.sm.put_secret_value(SecretId="keyrotation/svc-web", SecretString=value)
+    world.sm.put_secret_value(SecretId=secret_id("svc-web"), SecretString=value)
     before = world.iam_keys()
     # WHEN a rotation starts THEN it stops, naming the problem but never echoing the value
     run = drive(world)

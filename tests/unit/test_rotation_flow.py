@@ -51,7 +51,7 @@ def test_commands_carry_only_non_secret_parameters(world: World) -> None:
     run = drive(world)
     params = _params(world)
     assert params == {
-        "SecretId": ["keyrotation/svc-web"],
+        "SecretId": ["keyrotation/web/svc-web"],
         "CredentialsFile": ["/home/app/.aws/credentials"],
         "Profile": ["app"],
         "FileOwner": ["app"],

@@ -51,7 +51,7 @@ def test_the_repository_settings_file_is_valid() -> None:
     settings = load_settings(data)
     user = settings.user("svc-web")
     assert user is not None and user.profile == "app"
-    assert settings.secret_id(user) == "keyrotation/svc-web"
+    assert settings.secret_id(user) == "keyrotation/web/svc-web"
 
 
 def test_defaults_apply_to_optional_user_fields() -> None:
@@ -124,7 +124,8 @@ BAD_VALUES = [
     ("users[0].reload_hook", "-rf", "users[0].reload_hook:"),
     ("users[0].credentials_file", "/" + "a" * 61, "users[0].credentials_file:"),
     ("users[0].credentials_file", "/a" * 17, "users[0].credentials_file:"),
-    ("secret_prefix", "/keyrotation/", "users[0].name: secret_prefix + name is not a valid secret name"),
+    ("secret_prefix", "/keyrotation/", "users[0].name: the user's secret name '/keyrotation/web/svc-web' "
+                                       "(secret_prefix + server_group + '/' + name) is not a valid secret name"),
     ("users[0].file_owner", "-app", "users[0].file_owner:"),
     ("users[0].server_group", "nope", "users[0].server_group: no server group named 'nope'"),
     ("users[0].max_key_age_days", 0, "users[0].max_key_age_days:"),
