@@ -17,6 +17,16 @@ from rotation.settings import Settings, load_settings
 
 __all__ = ["InfraConfig", "InvalidSettings", "load_config"]
 
+# CloudFormation's quotas per stack, and what this stack uses of them (measured with `python -m
+# infra.stack_size`, docs/config.md "Limits"): 92 resources (93 with an alert e-mail subscription) and no
+# output without server groups; each server group adds 1 resource (its role, policy inline) and 1 output
+# (the role's name); users add nothing (the engine creates their secrets at run time). Template: 143 KB, and
+# 782 KB at 200 groups with the longest names the settings allow (1 MB allowed).
+CFN_MAX_RESOURCES = 500
+CFN_MAX_OUTPUTS = 200
+STACK_RESOURCES_WITHOUT_GROUPS = 93
+MAX_SERVER_GROUPS = min(CFN_MAX_OUTPUTS, CFN_MAX_RESOURCES - STACK_RESOURCES_WITHOUT_GROUPS)
+
 # The scheduled machine names executions `<user>-<YYYY-MM-DD>T<HHMM>`: at most 80 characters, and none of
 # whitespace < > { } [ ] ? * " # % \ ^ | ~ ` $ & , ; : /. The engine's rules already keep IAM user names
 # (at most 64 characters) clear of all of them but ','; secret names (prefix + user) exclude ',' too.
@@ -57,3 +67,19 @@ def _check_infra(settings: Settings) -> None:
         raise InvalidSettings("defaults.waits.verify_interval_seconds: must be at least 1 (a Retry interval)")
     if not settings.users:
         raise InvalidSettings("users: at least one user is needed to deploy the rotation system")
+    if not settings.secret_prefix.endswith("/"):
+        # The steps may read, write and create every secret named `secret_prefix*`.
+        raise InvalidSettings(
+            f"secret_prefix: {settings.secret_prefix!r} must end with '/' (e.g. keyrotation/): the "
+            "rotation's permissions cover every secret whose name starts with it, so it must be a namespace "
+            "of its own"
+        )
+    groups = len(settings.server_groups)
+    if groups > MAX_SERVER_GROUPS:
+        raise InvalidSettings(
+            f"server_groups: {groups} server groups, but one stack deploys at most {MAX_SERVER_GROUPS}: "
+            f"CloudFormation allows {CFN_MAX_OUTPUTS} outputs per stack and each group has one (its "
+            f"activation role's name), besides its role ({STACK_RESOURCES_WITHOUT_GROUPS} + {groups} "
+            f"resources of {CFN_MAX_RESOURCES} allowed). Split the groups over several settings files and "
+            "stacks, each with its own secret_prefix (docs/config.md, Limits)"
+        )

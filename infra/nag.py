@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aws_cdk import Acknowledgment, Stack, Validations
@@ -19,12 +20,15 @@ def acknowledge(scope: IConstruct, finding: str, reason: str) -> None:
 def resource_finding(stack: Stack, resource: str) -> str:
     """The `AwsSolutions-IAM5[Resource::…]` finding id cdk-nag reports for a policy resource `resource`.
 
-    cdk-nag writes `Ref`s as `<Name>`, `Fn::GetAtt`s as `<Name.Attribute>` and any other intrinsic as its
-    compact JSON; this renders a (tokenized) ARN the same way, so acknowledgments follow logical ids.
+    cdk-nag writes `Ref`s as `<Name>`, `Fn::GetAtt`s as `<Name.Attribute>`, an `Fn::Sub` string with its
+    `${X}` as `<X>`, and any other intrinsic as its compact JSON; this renders a (tokenized) ARN the same
+    way, so acknowledgments follow logical ids.
     """
     resolved = stack.resolve(resource)
     if isinstance(resolved, str):
         parts: list[Any] = [resolved]
+    elif isinstance(resolved, dict) and set(resolved) == {"Fn::Sub"} and isinstance(resolved["Fn::Sub"], str):
+        parts = [re.sub(r"\$\{([^}]+)\}", r"<\1>", resolved["Fn::Sub"])]
     elif isinstance(resolved, dict) and set(resolved) == {"Fn::Join"} and resolved["Fn::Join"][0] == "":
         parts = resolved["Fn::Join"][1]
     else:

@@ -45,7 +45,7 @@ class KeyRotationStack(Stack):
             description="Public SSM parameter holding the Powertools for AWS Lambda (Python) v3 layer ARN",
         )
         alerts = Alerts(self, "Alerts", email=settings.alerts.email)
-        secrets = UserSecrets(self, "Secrets", settings=settings)
+        secrets = UserSecrets(self, "Secrets")
         lock = LockTable(self, "Lock")
         document = RotationDocument(self, "Document", content=document_content)
         steps = RotationSteps(
@@ -54,7 +54,6 @@ class KeyRotationStack(Stack):
             settings=settings,
             asset_dir=asset_dir,
             powertools_layer_arn=powertools.value_as_string,
-            secrets=secrets.secrets,
             secrets_key=secrets.key,
             lock_table=lock.table,
             document_name=document.name,
@@ -63,10 +62,8 @@ class KeyRotationStack(Stack):
         )
         workflows = RotationWorkflows(self, "Workflows", settings=settings, functions=steps.functions)
         steps.allow_lock_owner_checks(workflows.rotation)
-        groups = ServerGroupRoles(self, "ServerGroups", settings=settings, secrets=secrets.secrets)
-        secrets.restrict_readers({
-            user.name: [groups.roles[user.server_group], *steps.secret_readers()] for user in settings.users
-        })
+        groups = ServerGroupRoles(self, "ServerGroups", settings=settings)
+        secrets.restrict_decryption([*groups.roles.values(), *steps.secret_readers()])
         RotationWindow(self, "Window", schedule=settings.schedule, state_machine=workflows.scheduled)
         alerts.alert_on_failed_executions([workflows.rotation, workflows.scheduled])
         alerts.alarm_on_errors(

@@ -1,29 +1,28 @@
-"""One Secrets Manager secret per managed user, encrypted with a customer-managed KMS key."""
+"""The customer-managed KMS key of the users' secrets, and who may decrypt them.
+
+The secrets themselves are created by the engine on each user's first rotation (docs/design.md §3), so the
+stack's size does not grow with its users. What a per-secret resource policy used to do — keep other
+principals of the account out — is one statement in this key's policy, of constant size per group.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Sequence
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
-from rotation.settings import Settings
 
-from infra.nag import acknowledge
+from infra.arns import secrets_manager_via
 
 
 class UserSecrets(Construct):
-    """`secrets[user]` holds the user's current key; nobody but the listed readers may read its value.
+    """`key` encrypts every user's secret; `restrict_decryption` names the only principals that read them."""
 
-    The secret is created with a placeholder without any key (CloudFormation requires an initial value);
-    the first rotation writes the real key. CloudFormation never rewrites it: the placeholder is constant.
-    """
-
-    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings) -> None:
+    def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
+        # The construct id "Key" keeps the key of stacks deployed before the engine created the secrets.
         self.key = kms.Key(
             self,
             "Key",
@@ -31,48 +30,27 @@ class UserSecrets(Construct):
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,
         )
-        self.secrets: dict[str, secretsmanager.Secret] = {}
-        for user in settings.users:
-            secret = secretsmanager.Secret(
-                self,
-                f"Secret-{user.name}",
-                secret_name=settings.secret_id(user),
-                description=f"Current IAM access key of {user.name} (managed by the key-rotation system)",
-                encryption_key=self.key,
-                removal_policy=RemovalPolicy.RETAIN,
-            )
-            # The L2 Secret would generate a random string; store a placeholder without key material instead
-            # (the engine treats a value without aws_access_key_id as "no key stored yet").
-            resource = secret.node.default_child
-            if not isinstance(resource, secretsmanager.CfnSecret):
-                raise TypeError(f"{secret.node.path}: expected an AWS::SecretsManager::Secret")
-            resource.generate_secret_string = None
-            resource.secret_string = json.dumps({"user": user.name}, sort_keys=True)
-            acknowledge(
-                secret,
-                "AwsSolutions-SMG4",
-                "The key-rotation state machine rotates this secret itself (multi-day, fleet-confirmed "
-                "protocol); Secrets Manager's single-Lambda rotation cannot express the grace period.",
-            )
-            self.secrets[user.name] = secret
 
-    def restrict_readers(self, readers: Mapping[str, list[iam.IRole]]) -> None:
-        """Deny GetSecretValue on each user's secret to every principal but `readers[user]`.
+    def restrict_decryption(self, readers: Sequence[iam.IRole]) -> None:
+        """Deny decrypting through Secrets Manager to every principal but `readers`.
 
-        Identity policies already limit our roles; this resource policy also keeps out other principals of
-        the account that have broad Secrets Manager permissions.
+        Reading a secret's value (GetSecretValue) is a kms:Decrypt via Secrets Manager, so this keeps out the
+        account's principals with broad Secrets Manager and KMS permissions, for every secret under the key.
+        Only kms:Decrypt via Secrets Manager is denied: the key's administrators (the account root statement
+        CDK writes) still manage the key, its policy included, so nobody is locked out.
+        The readers' own policies must not name this key (each group role would then depend on the key and
+        the key on the role): group roles are granted kms:Decrypt by encryption context instead.
         """
-        for user, secret in self.secrets.items():
-            allowed = readers.get(user, [])
-            if not allowed:
-                continue
-            secret.add_to_resource_policy(
-                iam.PolicyStatement(
-                    sid="OnlyRotationAndItsServersReadTheKey",
-                    effect=iam.Effect.DENY,
-                    principals=[iam.AnyPrincipal()],
-                    actions=["secretsmanager:GetSecretValue"],
-                    resources=["*"],
-                    conditions={"ArnNotEquals": {"aws:PrincipalArn": [role.role_arn for role in allowed]}},
-                )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="OnlyTheRotationAndItsServersDecryptSecrets",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["kms:Decrypt"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {"kms:ViaService": secrets_manager_via()},
+                    "ArnNotEquals": {"aws:PrincipalArn": [role.role_arn for role in readers]},
+                },
             )
+        )

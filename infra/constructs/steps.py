@@ -15,14 +15,14 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 from handlers import STEPS
+from rotation import secrets as engine_secrets
 from rotation.settings import Settings
 
-from infra.arns import executions_arn, managed_users_arn
+from infra.arns import executions_arn, managed_users_arn, secrets_arn, secrets_manager_via
 from infra.nag import acknowledge, resource_finding
 
 # The settings file inside the asset (docs/design.md §1); SETTINGS_PATH is relative to the task root.
@@ -35,8 +35,9 @@ class Access:
     """What one step may do. Resources are fixed per kind (see `RotationSteps._grant`)."""
 
     iam_keys: tuple[str, ...] = ()  # on IAM users under the managed path only
-    secrets: tuple[str, ...] = ()  # on the users' secrets only
+    secrets: tuple[str, ...] = ()  # on secrets under the secret prefix only
     secret_writes: bool = False  # kms:GenerateDataKey (PutSecretValue) besides kms:Decrypt
+    create_secrets: bool = False  # CreateSecret (+ TagResource) under the prefix, with our key and tags only
     lock: tuple[str, ...] = ()  # on the lock table only
     send_command: bool = False  # ssm:SendCommand with our document on managed instances only
     fleet_reads: tuple[str, ...] = ()  # SSM reads that IAM cannot scope to a resource
@@ -63,6 +64,7 @@ STEP_ACCESS: dict[str, Access] = {
         iam_keys=(_LIST_KEYS, "iam:CreateAccessKey", "iam:DeleteAccessKey"),
         secrets=(*_READ_SECRET, "secretsmanager:PutSecretValue"),
         secret_writes=True,
+        create_secrets=True,
         lock=_LOCK,
     ),
     "verify_key": Access(secrets=_READ_SECRET),  # sts:GetCallerIdentity is signed by the new key itself
@@ -93,7 +95,6 @@ class RotationSteps(Construct):
         settings: Settings,
         asset_dir: Path,
         powertools_layer_arn: str,
-        secrets: dict[str, secretsmanager.Secret],
         secrets_key: kms.IKey,
         lock_table: dynamodb.ITable,
         document_name: str,
@@ -102,7 +103,6 @@ class RotationSteps(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self._settings = settings
-        self._secrets = secrets
         self._secrets_key = secrets_key
         self._lock_table = lock_table
         self._document_name = document_name
@@ -115,6 +115,7 @@ class RotationSteps(Construct):
             "LOCK_TABLE": lock_table.table_name,
             "DOCUMENT_NAME": document_name,
             "TOPIC_ARN": topic.topic_arn,
+            "SECRETS_KEY_ARN": secrets_key.key_arn,
             "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
         }
         self.functions: dict[str, lambda_.Function] = {}
@@ -170,7 +171,8 @@ class RotationSteps(Construct):
                 )
 
     def secret_readers(self) -> list[iam.IRole]:
-        """The step roles that read a secret's value (for the secrets' resource policy)."""
+        """The step roles that read a secret's value (the secrets key's policy lets only them and the server
+        groups decrypt)."""
         return [self.roles[step] for step, access in STEP_ACCESS.items()
                 if "secretsmanager:GetSecretValue" in access.secrets]
 
@@ -183,18 +185,39 @@ class RotationSteps(Construct):
                 actions=list(access.iam_keys),
                 resources=[managed_users_arn(self._settings.managed_path)],
             ))
+        secrets = self._secrets_pattern()
         if access.secrets:
             statements.append(iam.PolicyStatement(
-                sid="TheUsersSecretsOnly",
+                sid="SecretsUnderThePrefixOnly",
                 actions=list(access.secrets),
-                resources=[secret.secret_arn for secret in self._secrets.values()],
+                resources=[secrets],
             ))
             kms_actions = ["kms:Decrypt", "kms:GenerateDataKey"] if access.secret_writes else ["kms:Decrypt"]
             statements.append(iam.PolicyStatement(
                 sid="SecretsKeyViaSecretsManagerOnly",
                 actions=kms_actions,
                 resources=[self._secrets_key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"}},
+                conditions={"StringEquals": {"kms:ViaService": secrets_manager_via()}},
+            ))
+        if access.create_secrets:
+            tag_keys = [engine_secrets.TAG_USER, engine_secrets.TAG_SERVER_GROUP]
+            # A new secret must be encrypted with the stack's key and carry the engine's tags (and no others).
+            statements.append(iam.PolicyStatement(
+                sid="CreateSecretsUnderThePrefixWithOurKeyAndTags",
+                actions=["secretsmanager:CreateSecret"],
+                resources=[secrets],
+                conditions={
+                    "StringEquals": {"secretsmanager:KmsKeyArn": self._secrets_key.key_arn},
+                    "Null": {f"aws:RequestTag/{key}": "false" for key in tag_keys},
+                    "ForAllValues:StringEquals": {"aws:TagKeys": tag_keys},
+                },
+            ))
+            # CreateSecret with Tags also needs TagResource; only the engine's tag keys.
+            statements.append(iam.PolicyStatement(
+                sid="TagSecretsWithOurTagKeysOnly",
+                actions=["secretsmanager:TagResource"],
+                resources=[secrets],
+                conditions={"ForAllValues:StringEquals": {"aws:TagKeys": tag_keys}},
             ))
         if access.lock:
             statements.append(iam.PolicyStatement(
@@ -233,9 +256,20 @@ class RotationSteps(Construct):
             ))
         iam.Policy(self, f"Policy-{step}", roles=[role], statements=statements)
 
+    def _secrets_pattern(self) -> str:
+        """Every secret under the prefix: the users' secrets, created by the engine at run time."""
+        return secrets_arn(self._settings.secret_prefix + "*")
+
     def _acknowledge(self, step: str, function: lambda_.Function, role: iam.Role) -> None:
         access = STEP_ACCESS[step]
         policy = self.node.find_child(f"Policy-{step}")
+        if access.secrets or access.create_secrets:
+            acknowledge(
+                policy,
+                resource_finding(Stack.of(self), self._secrets_pattern()),
+                "The users' secrets are created by the engine at run time under the secret prefix (a user's "
+                "name is only in the settings); the prefix is this system's own namespace.",
+            )
         if access.iam_keys:
             acknowledge(
                 policy,

@@ -1,4 +1,4 @@
-"""The user's secret in Secrets Manager (docs/design.md §3): creation, versions, AWSPENDING, promotion, labels.
+"""The user's secret in Secrets Manager (docs/design.md §3): creation, versions, AWSPENDING, promotion.
 
 Every read names its version by staging label (`VersionStage`), never "whatever is current by default".
 Secret values are parsed here and only key ids and metadata leave this module, except through
@@ -155,7 +155,9 @@ def placeholder(user: str) -> str:
     return json.dumps({"user": user}, sort_keys=True)
 
 
-def create(sm: SecretsManagerClient, secret_id: str, *, user: str, server_group: str, kms_key_arn: str) -> bool:
+def create(
+    sm: SecretsManagerClient, secret_id: str, *, user: str, server_group: str, kms_key_arn: str
+) -> bool:
     """Create the user's secret with the placeholder, encrypted with the stack's key and tagged.
 
     Returns False if it exists already (an earlier attempt, or a concurrent one, created it): a retried

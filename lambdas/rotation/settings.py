@@ -352,9 +352,9 @@ def _user(data: Any, path: str, group_names: set[str], secret_prefix: str) -> Us
     secret = secret_name(secret_prefix, group, name)
     if not re.fullmatch(SECRET_ID_PATTERN, secret):
         raise InvalidSettings(
-            f"{path}.name: the user's secret name {secret[:80]!r} (secret_prefix + server_group + '/' + name) "
-            "is not a valid secret name: letters, digits and /_+=.@-, starting with a letter or digit, at most "
-            "512 characters"
+            f"{path}.name: the user's secret name {secret[:80]!r} (secret_prefix + server_group + '/' + "
+            "name) is not a valid secret name: letters, digits and /_+=.@-, starting with a letter or digit, "
+            "at most 512 characters"
         )
     credentials_file = _string(raw["credentials_file"], f"{path}.credentials_file", None, "")
     if not credentials_file.startswith("/"):

@@ -132,6 +132,8 @@ def render(value: Any) -> str:
         return PSEUDO.get(value["Ref"], "${Ref:" + value["Ref"] + "}")
     if isinstance(value, dict) and "Fn::GetAtt" in value:
         return "${" + ".".join(value["Fn::GetAtt"]) + "}"
+    if isinstance(value, dict) and isinstance(value.get("Fn::Sub"), str):
+        return str(value["Fn::Sub"])  # pseudo parameters are already written ${AWS::…}
     return json.dumps(value, sort_keys=True)
 
 
@@ -151,15 +153,16 @@ class Grant:
 
 def grants(template: dict[str, Any]) -> list[Grant]:
     found = []
-    for resource in template["Resources"].values():
+    for logical_id, resource in template["Resources"].items():
         if resource["Type"] == "AWS::IAM::Policy":
             documents = [
                 (role["Ref"], resource["Properties"]["PolicyDocument"])
                 for role in resource["Properties"].get("Roles", [])
             ]
         elif resource["Type"] == "AWS::IAM::Role":
-            documents = []  # inline policies of roles are not used by this stack (checked below)
-            assert "Policies" not in resource["Properties"]
+            # Inline policies: the server groups' roles (one resource per group); the role is the resource.
+            documents = [(logical_id, policy["PolicyDocument"])
+                         for policy in resource["Properties"].get("Policies", [])]
         else:
             continue
         for role, document in documents:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from infra_synth import SETTINGS
 
-from infra.config import InvalidSettings, load_config
+from infra.config import MAX_SERVER_GROUPS, InvalidSettings, load_config
 
 
 def _write(tmp_path: Path, data: object) -> Path:
@@ -65,3 +65,37 @@ def test_a_stack_needs_at_least_one_user(tmp_path: Path) -> None:
     data["users"] = []
     with pytest.raises(InvalidSettings, match=r"users: at least one user"):
         load_config(_write(tmp_path, data))
+
+
+def test_an_empty_or_open_secret_prefix_is_refused(tmp_path: Path) -> None:
+    # GIVEN a prefix that is not a namespace of its own (the steps may use every secret starting with it)
+    for prefix in ("", "keyrotation"):
+        data = _settings()
+        data["secret_prefix"] = prefix
+        # THEN the synth stops naming the field and why
+        with pytest.raises(InvalidSettings, match=r"secret_prefix: .* must end with '/'"):
+            load_config(_write(tmp_path, data))
+
+
+def test_more_server_groups_than_one_stack_deploys_are_refused_naming_the_limit(tmp_path: Path) -> None:
+    # GIVEN 201 server groups (each one costs the stack an output; CloudFormation allows 200)
+    data = _settings()
+    data["server_groups"] = [{"name": f"g{i}", "tag": {"key": "keyrotation-group", "value": f"g{i}"}}
+                             for i in range(MAX_SERVER_GROUPS + 1)]
+    for user in data["users"]:
+        user["server_group"] = "g0"
+    # THEN the synth stops before CloudFormation would, naming the limit and the numbers
+    with pytest.raises(InvalidSettings, match=r"server_groups: 201 server groups, but one stack deploys at "
+                                              r"most 200: CloudFormation allows 200 outputs per stack"):
+        load_config(_write(tmp_path, data))
+    # AND exactly the limit is accepted
+    data["server_groups"] = data["server_groups"][:MAX_SERVER_GROUPS]
+    assert len(load_config(_write(tmp_path, data)).settings.server_groups) == 200
+
+
+def test_users_cost_the_stack_nothing(tmp_path: Path) -> None:
+    # thousands of users in one group: accepted (their secrets are created at run time, not deployed)
+    data = _settings()
+    template = data["users"][0]
+    data["users"] = [{**template, "name": f"svc-{i:05d}", "profile": f"p{i:05d}"} for i in range(5000)]
+    assert len(load_config(_write(tmp_path, data)).settings.users) == 5000

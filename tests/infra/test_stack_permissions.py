@@ -75,18 +75,21 @@ def test_wildcard_resources_only_for_actions_iam_cannot_scope(synth: Synth) -> N
             assert set(grant.actions) <= unscopable, grant
 
 
+SECRETS = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+
+
+def test_no_secret_is_deployed_the_engine_creates_them(synth: Synth) -> None:
+    # A stack's size must not grow with its users: no per-user resource at all.
+    assert synth.of_type("AWS::SecretsManager::Secret") == {}
+    assert synth.of_type("AWS::SecretsManager::ResourcePolicy") == {}
+
+
 def test_secrets_are_only_reachable_under_the_secret_prefix(synth: Synth) -> None:
-    secrets = synth.of_type("AWS::SecretsManager::Secret")
-    assert {s["Properties"]["Name"] for s in secrets.values()} == {
-        "keyrotation/svc-web",
-        "keyrotation/svc-web-reports",
-        "keyrotation/svc-db",
-    }
+    groups = {_group_role(synth, "web"): "web/", _group_role(synth, "db"): "db/"}
     for grant in grants(synth.template):
         if any(action.startswith("secretsmanager:") for action in grant.actions):
-            for resource in grant.resources:
-                logical_id = resource.removeprefix("${Ref:").removesuffix("}")
-                assert logical_id in secrets, (grant.role, resource)
+            expected = SECRETS + "keyrotation/" + groups.get(grant.role, "") + "*"
+            assert grant.resources == (expected,), (grant.role, grant.resources)
 
 
 def test_secrets_key_is_used_only_through_secrets_manager(synth: Synth) -> None:
@@ -96,22 +99,19 @@ def test_secrets_key_is_used_only_through_secrets_manager(synth: Synth) -> None:
             assert render(service).split(".")[0] in ("secretsmanager", "sns"), grant
 
 
-def _readable_secrets(synth: Synth, role: str) -> set[str]:
-    return {
-        resource.removeprefix("${Ref:").removesuffix("}")
-        for grant in grants(synth.template)
-        if grant.role == role and _allows(grant.actions, "secretsmanager:GetSecretValue")
-        for resource in grant.resources
-    }
-
-
-def _secret_of(synth: Synth, name: str) -> str:
-    (logical_id,) = [
-        lid
-        for lid, s in synth.of_type("AWS::SecretsManager::Secret").items()
-        if s["Properties"]["Name"] == f"keyrotation/{name}"
-    ]
-    return logical_id
+def _can_read(synth: Synth, role: str, secret_name: str) -> bool:
+    """GetSecretValue and kms:Decrypt (by the encryption context's secret ARN) of that secret's ARN."""
+    arn = SECRETS + secret_name + "-AbCdEf"
+    mine = [grant for grant in grants(synth.template) if grant.role == role]
+    read = any(_allows(g.actions, "secretsmanager:GetSecretValue")
+               and any(fnmatch.fnmatchcase(arn, r) for r in g.resources) for g in mine)
+    decrypt = any(
+        _allows(g.actions, "kms:Decrypt")
+        and fnmatch.fnmatchcase(arn, render(g.conditions.get("StringLike", {}).get(
+            "kms:EncryptionContext:SecretARN", "*")))
+        for g in mine
+    )
+    return read and decrypt
 
 
 def _group_role(synth: Synth, group: str) -> str:
@@ -121,27 +121,61 @@ def _group_role(synth: Synth, group: str) -> str:
 
 def test_a_server_group_role_reads_only_its_own_users_secrets(synth: Synth) -> None:
     web, db = _group_role(synth, "web"), _group_role(synth, "db")
-    assert _readable_secrets(synth, web) == {
-        _secret_of(synth, "svc-web"),
-        _secret_of(synth, "svc-web-reports"),
-    }
-    assert _readable_secrets(synth, db) == {_secret_of(synth, "svc-db")}
+    # GIVEN the secret names the engine gives (prefix + group + "/" + user), existing or not yet
+    assert _can_read(synth, web, "keyrotation/web/svc-web")
+    assert _can_read(synth, web, "keyrotation/web/svc-web-reports")
+    assert _can_read(synth, db, "keyrotation/db/svc-db")
+    # THEN no group reads another group's, an older scheme's, a look-alike group's or anyone else's secret
+    for role, others in (
+        (web, ["keyrotation/db/svc-db", "keyrotation/svc-web", "keyrotation/webx/svc-web", "prod/database"]),
+        (db, ["keyrotation/web/svc-web", "keyrotation/svc-db", "keyrotation/db-old/x", "db/svc-db"]),
+    ):
+        assert [name for name in others if _can_read(synth, role, name)] == [], role
 
 
-def test_each_secret_denies_reading_to_everyone_but_its_servers_and_the_reading_steps(synth: Synth) -> None:
+def test_the_group_roles_policy_is_inline_one_resource_per_group(synth: Synth) -> None:
+    for group in ("web", "db"):
+        role = _group_role(synth, group)
+        assert not [p for p in synth.of_type("AWS::IAM::Policy").values()
+                    if {"Ref": role} in p["Properties"]["Roles"]]
+        (policy,) = synth.resources[role]["Properties"]["Policies"]
+        assert policy["PolicyName"] == "ReadTheGroupsSecrets"
+
+
+def test_only_create_key_creates_secrets_with_the_stack_key_and_the_engine_tags(synth: Synth) -> None:
     roles = step_roles(synth.template)
-    policies = {
-        render(p["Properties"]["SecretId"]): p["Properties"]["ResourcePolicy"]
-        for p in synth.of_type("AWS::SecretsManager::ResourcePolicy").values()
-    }
-    for user, group, other in (("svc-web", "web", "db"), ("svc-db", "db", "web")):
-        (statement,) = policies["${Ref:" + _secret_of(synth, user) + "}"]["Statement"]
-        assert statement["Effect"] == "Deny" and statement["Action"] == "secretsmanager:GetSecretValue"
-        allowed = {render(arn) for arn in statement["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]}
-        assert "${" + _group_role(synth, group) + ".Arn}" in allowed
-        assert "${" + _group_role(synth, other) + ".Arn}" not in allowed
-        assert "${" + roles["notify"] + ".Arn}" not in allowed
-        assert "${" + roles["verify_key"] + ".Arn}" in allowed
+    creating = [g for g in grants(synth.template) if _allows(g.actions, "secretsmanager:CreateSecret")]
+    assert {g.role for g in creating} == {roles["create_key"]}
+    (create,) = creating
+    (key,) = [lid for lid in synth.of_type("AWS::KMS::Key") if lid.startswith("SecretsKey")]
+    assert create.conditions["StringEquals"]["secretsmanager:KmsKeyArn"] == {"Fn::GetAtt": [key, "Arn"]}
+    tag_keys = ["keyrotation:user", "keyrotation:server-group"]
+    assert create.conditions["ForAllValues:StringEquals"]["aws:TagKeys"] == tag_keys
+    assert create.conditions["Null"] == {f"aws:RequestTag/{k}": "false" for k in tag_keys}
+    tagging = [g for g in grants(synth.template) if _allows(g.actions, "secretsmanager:TagResource")]
+    assert [(g.role, g.conditions) for g in tagging] == [
+        (roles["create_key"], {"ForAllValues:StringEquals": {"aws:TagKeys": tag_keys}})
+    ]
+
+
+def test_the_secrets_key_lets_only_the_group_roles_and_the_reading_steps_decrypt(synth: Synth) -> None:
+    roles = step_roles(synth.template)
+    (key,) = [k for lid, k in synth.of_type("AWS::KMS::Key").items() if lid.startswith("SecretsKey")]
+    statements = key["Properties"]["KeyPolicy"]["Statement"]
+    (deny,) = [s for s in statements if s["Effect"] == "Deny"]
+    # GIVEN the one Deny: kms:Decrypt through Secrets Manager (= reading any secret's value) …
+    assert deny["Action"] == "kms:Decrypt" and deny["Principal"] == {"AWS": "*"}
+    via = render(deny["Condition"]["StringEquals"]["kms:ViaService"])
+    assert via == "secretsmanager.${AWS::Region}.amazonaws.com"
+    # … to every principal but these
+    allowed = {render(arn) for arn in deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]}
+    reading = ("prepare", "create_key", "verify_key", "deactivate", "delete")
+    readers = {"${" + roles[step] + ".Arn}" for step in reading}
+    groups = {"${" + _group_role(synth, g) + ".Arn}" for g in ("web", "db")}
+    assert allowed == readers | groups
+    # AND the key's administrators keep managing it: the account statement is untouched, nothing else denied
+    assert any(s["Effect"] == "Allow" and s["Action"] == "kms:*" and render(s["Principal"]["AWS"]) ==
+               "arn:${AWS::Partition}:iam::${AWS::AccountId}:root" for s in statements)
 
 
 def test_hybrid_activation_roles_trust_only_ssm_of_this_account(synth: Synth) -> None:

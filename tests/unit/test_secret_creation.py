@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from rotation_harness import World, drive, secret_id
-
 from rotation import secrets
+from rotation_harness import World, drive, secret_id
 
 
 def _tags(world: World, user: str) -> dict[str, str]:
@@ -44,7 +43,8 @@ def test_a_dry_run_plans_the_secret_but_creates_nothing(world: World) -> None:
     run = drive(world, user="svc-db", mode="dry_run")
     assert run.error is None and run.rotation["outcome"] == "dry_run"
     assert any("create the secret" in line for line in run.rotation["plan"])
-    assert world.sm.list_secrets(Filters=[{"Key": "name", "Values": [secret_id("svc-db")]}])["SecretList"] == []
+    found = world.sm.list_secrets(Filters=[{"Key": "name", "Values": [secret_id("svc-db")]}])["SecretList"]
+    assert found == []
 
 
 def test_every_step_run_twice_creates_one_secret_and_one_key(world: World, leak_watch: Any) -> None:

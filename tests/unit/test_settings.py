@@ -124,8 +124,9 @@ BAD_VALUES = [
     ("users[0].reload_hook", "-rf", "users[0].reload_hook:"),
     ("users[0].credentials_file", "/" + "a" * 61, "users[0].credentials_file:"),
     ("users[0].credentials_file", "/a" * 17, "users[0].credentials_file:"),
-    ("secret_prefix", "/keyrotation/", "users[0].name: the user's secret name '/keyrotation/web/svc-web' "
-                                       "(secret_prefix + server_group + '/' + name) is not a valid secret name"),
+    ("secret_prefix", "/keyrotation/",
+     "users[0].name: the user's secret name '/keyrotation/web/svc-web' (secret_prefix + server_group + '/' + "
+     "name) is not a valid secret name"),
     ("users[0].file_owner", "-app", "users[0].file_owner:"),
     ("users[0].server_group", "nope", "users[0].server_group: no server group named 'nope'"),
     ("users[0].max_key_age_days", 0, "users[0].max_key_age_days:"),
