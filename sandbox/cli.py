@@ -26,7 +26,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="rotate the keys of M users across N simulated servers each")
     demo.add_argument("--users", type=int, default=1, metavar="M", help="IAM users to rotate (default 1)")
-    demo.add_argument("--servers", type=int, default=5, metavar="N", help="servers per user (default 5)")
+    demo.add_argument("--servers", type=int, default=5, metavar="N",
+                      help="servers per server group (default 5; a group per user unless --users-per-group)")
+    demo.add_argument("--users-per-group", type=int, default=None, metavar="K",
+                      help="users sharing a server group (its servers, one profile each in the same file); "
+                           "default 1, or as many as one stack's 200 groups need")
     demo.add_argument("--fail", type=int, default=0, metavar="K", help="K servers whose agent fails")
     demo.add_argument("--offline", type=int, default=0, metavar="K", help="K servers that are offline")
     demo.add_argument("--scheduled", action="store_true",
@@ -44,9 +48,16 @@ def _parser() -> argparse.ArgumentParser:
 def _validate(args: argparse.Namespace) -> str | None:
     if args.users < 1 or args.servers < 1:
         return "--users and --servers must be at least 1"
-    if args.fail < 0 or args.offline < 0 or args.fail + args.offline > args.users * args.servers:
-        return "--fail + --offline must be between 0 and the number of servers (users x servers)"
+    if args.users_per_group is not None and args.users_per_group < 1:
+        return "--users-per-group must be at least 1"
+    groups = -(-args.users // _users_per_group(args))
+    if args.fail < 0 or args.offline < 0 or args.fail + args.offline > groups * args.servers:
+        return "--fail + --offline must be between 0 and the number of servers (groups x servers)"
     return None
+
+
+def _users_per_group(args: argparse.Namespace) -> int:
+    return int(args.users_per_group or deploy.users_per_group_for(args.users))
 
 
 @contextlib.contextmanager
@@ -114,7 +125,11 @@ def _demo(args: argparse.Namespace, started: float) -> Report:
     with _workdir(args.keep) as workdir:
         console.say(f"Sandbox: {scenario.users} user(s) x {scenario.servers} server(s) each, "
                     f"workdir {workdir}")
-        settings = deploy.sandbox_settings(scenario.users, max_polls=max_polls_for(scenario.servers))
+        per_group = _users_per_group(args)
+        if per_group > 1:
+            console.say(f"  {per_group} users per server group (they share its servers, one profile each)")
+        settings = deploy.sandbox_settings(scenario.users, max_polls=max_polls_for(scenario.servers),
+                                           users_per_group=per_group)
         settings_path = deploy.write_settings(workdir / "settings.yaml", settings)
         console.say("Synthesizing the CDK app (app.py) with the sandbox's settings ...")
         synth_log = io.StringIO()

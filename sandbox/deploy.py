@@ -3,10 +3,12 @@
 The sandbox does not hand-write any resource of the product: it synthesizes the real app (`app.build_app`)
 with a generated settings file and creates, in the emulator, what the template says — state machines from
 their `DefinitionString`, Lambda functions with the template's handler, environment and asset code, the SSM
-document content, secrets, KMS keys, the lock table, the SNS topic, log groups, roles and the maintenance
-window with its task. Resource types without an effect here (alarms, event rules, policies) are recorded as
-skipped. Then it plays the operator: IAM users under the managed path with an initial key that is stored in
-the user's secret and written into every server's credentials file.
+document content, KMS keys, the lock table, the SNS topic, log groups, roles and the maintenance window with
+its task. Resource types without an effect here (alarms, event rules, policies) are recorded as skipped. The
+users' secrets are not in the template (the engine creates each on the user's first rotation): their names
+come from the settings. Then it plays the operator: IAM users under the managed path with an initial key
+written into every server's credentials file and, unless the scenario wants the first rotation to adopt it,
+stored in the user's secret as a previous rotation would have left it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import math
 import os
 import re
 import sys
@@ -55,9 +58,34 @@ def group_of(user: str) -> str:
     return "g-" + re.sub(r"[^a-z0-9-]", "", user.lower())[:30]
 
 
-def sandbox_settings(users: int, *, max_polls: int = 120) -> dict[str, Any]:
-    """A settings document (config/settings.yaml schema): one server group per user, tagged by group."""
+def groups_of(names: list[str], users_per_group: int) -> dict[str, str]:
+    """user -> server group: one group per user (`g-<user>`), or `users_per_group` users per group
+    (`g-1`, `g-2`, … in the order of `names`)."""
+    if users_per_group < 1:
+        raise ValueError("users_per_group must be at least 1")
+    if users_per_group == 1:
+        return {name: group_of(name) for name in names}
+    return {name: f"g-{i // users_per_group + 1}" for i, name in enumerate(names)}
+
+
+def users_per_group_for(users: int) -> int:
+    """The fewest users per server group that fit `users` users into one stack (1 up to its group limit)."""
+    _lambdas_on_path()
+    from infra.config import MAX_SERVER_GROUPS
+
+    return max(1, math.ceil(users / MAX_SERVER_GROUPS))
+
+
+def sandbox_settings(users: int, *, max_polls: int = 120, users_per_group: int = 1) -> dict[str, Any]:
+    """A settings document (config/settings.yaml schema), server groups selected by tag.
+
+    `users_per_group = 1`: one server group per user, each user in profile `PROFILE` of its servers'
+    `CREDENTIALS_FILE`. More: the group's users share its servers, each in its own profile (its user name) of
+    the same file (settings require (group, file, profile) unique). A stack deploys at most
+    `infra.config.MAX_SERVER_GROUPS` groups.
+    """
     names = user_names(users)
+    group = groups_of(names, users_per_group)
     return {
         "managed_path": "/keyrotation/",
         "secret_prefix": "keyrotation/",
@@ -72,14 +100,14 @@ def sandbox_settings(users: int, *, max_polls: int = 120) -> dict[str, Any]:
                      "cutoff_hours": 1, "max_parallel_users": 10},
         "alerts": {"email": None},
         "server_groups": [
-            {"name": group_of(n), "tag": {"key": GROUP_TAG, "value": group_of(n)}} for n in names
+            {"name": g, "tag": {"key": GROUP_TAG, "value": g}} for g in dict.fromkeys(group.values())
         ],
         "users": [
             {
                 "name": name,
-                "server_group": group_of(name),
+                "server_group": group[name],
                 "credentials_file": CREDENTIALS_FILE,
-                "profile": PROFILE,
+                "profile": PROFILE if users_per_group == 1 else name,
                 # A local account of every simulated server (see Fleet.local_users).
                 "file_owner": PROFILE,
                 # The agent runs hooks only from a root-owned directory chain: as another user, no hook.
@@ -138,9 +166,7 @@ def synthesize(settings_path: Path, outdir: Path) -> Assembly:
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     os.environ.setdefault("CDK_DISABLE_VERSION_CHECK", "1")
     os.environ.setdefault("CDK_VALIDATION", "false")  # the built-in template validator: ~1.4 s, not needed
-    for path in (str(REPO), str(REPO / "lambdas")):
-        if path not in sys.path:
-            sys.path.insert(0, path)
+    _lambdas_on_path()
     import app as cdk_app  # the repository's app.py
 
     context = json.loads((REPO / "cdk.json").read_text())["context"]
@@ -167,7 +193,8 @@ class Deployment:
     topic_arn: str = ""
     lock_table: str = ""
     functions: dict[str, str] = field(default_factory=dict)  # step -> function name
-    secrets: dict[str, str] = field(default_factory=dict)  # user -> secret ARN
+    secrets: dict[str, str] = field(default_factory=dict)  # user -> secret name (created by the engine)
+    secrets_key_arn: str = ""  # the KMS key the engine encrypts the secrets with (create_key's environment)
     group_roles: dict[str, str] = field(default_factory=dict)  # group -> role ARN
     window_id: str = ""
     window_task_input: str = ""
@@ -245,8 +272,6 @@ _ORDER = [
     "AWS::SNS::Topic",
     "AWS::DynamoDB::Table",
     "AWS::SSM::Document",
-    "AWS::SecretsManager::Secret",
-    "AWS::SecretsManager::ResourcePolicy",
     "AWS::Lambda::Function",
     "AWS::StepFunctions::StateMachine",
     "AWS::SSM::MaintenanceWindow",
@@ -256,18 +281,19 @@ _ORDER = [
 
 
 def synthesis_cache(new_dir: Callable[[str], Path], *, max_polls: int
-                    ) -> Callable[[int], tuple[Assembly, dict[str, Any]]]:
-    """`get(users)`: the real CDK app synthesized for that many sandbox users, once per user count (jsii and
-    the synth take seconds). `new_dir(name)` gives a fresh directory (pytest's `tmp_path_factory.mktemp`)."""
-    cache: dict[int, tuple[Assembly, dict[str, Any]]] = {}
+                    ) -> Callable[..., tuple[Assembly, dict[str, Any]]]:
+    """`get(users, users_per_group=1)`: the real CDK app synthesized for that many sandbox users, once per
+    shape (jsii and the synth take seconds). `new_dir(name)` gives a fresh directory (pytest's
+    `tmp_path_factory.mktemp`)."""
+    cache: dict[tuple[int, int], tuple[Assembly, dict[str, Any]]] = {}
 
-    def get(users: int) -> tuple[Assembly, dict[str, Any]]:
-        if users not in cache:
-            workdir = new_dir(f"synth-{users}")
-            settings = sandbox_settings(users, max_polls=max_polls)
+    def get(users: int, users_per_group: int = 1) -> tuple[Assembly, dict[str, Any]]:
+        if (users, users_per_group) not in cache:
+            workdir = new_dir(f"synth-{users}-{users_per_group}")
+            settings = sandbox_settings(users, max_polls=max_polls, users_per_group=users_per_group)
             path = write_settings(workdir / "settings.yaml", settings)
-            cache[users] = (synthesize(path, workdir / "cdk.out"), settings)
-        return cache[users]
+            cache[users, users_per_group] = (synthesize(path, workdir / "cdk.out"), settings)
+        return cache[users, users_per_group]
 
     return get
 
@@ -276,8 +302,23 @@ def _physical_name(logical: str, limit: int = 64) -> str:
     return f"{STACK_NAME}-{logical}"[:limit]
 
 
+def secret_names(settings: dict[str, Any]) -> dict[str, str]:
+    """user -> the name of its secret, by the engine's own rule (`Settings.secret_id`)."""
+    _lambdas_on_path()
+    from rotation.settings import secret_name
+
+    return {u["name"]: secret_name(settings["secret_prefix"], u["server_group"], u["name"])
+            for u in settings["users"]}
+
+
+def _lambdas_on_path() -> None:
+    for path in (str(REPO), str(REPO / "lambdas")):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+
 def deploy(emulator: Emulator, assembly: Assembly, settings: dict[str, Any]) -> Deployment:
-    deployment = Deployment(settings=settings)
+    deployment = Deployment(settings=settings, secrets=secret_names(settings))
     resolve = _Resolver(emulator, assembly.template, deployment.physical)
     resources = assembly.resources
     by_type: dict[str, list[str]] = {}
@@ -350,21 +391,11 @@ def _create(emulator: Emulator, assembly: Assembly, deployment: Deployment, reso
         )
         out = {"Ref": name}
         deployment.document_name = name
-    elif kind == "AWS::SecretsManager::Secret":
-        secret = emulator.client("secretsmanager").create_secret(
-            Name=resolve(props["Name"]), Description=props.get("Description", ""),
-            KmsKeyId=resolve(props.get("KmsKeyId", "")) or None,
-            SecretString=resolve(props.get("SecretString", "{}")),
-        )
-        out = {"Ref": secret["ARN"], "Id": secret["ARN"]}
-        deployment.secrets[secret["Name"].removeprefix(deployment.settings["secret_prefix"])] = secret["ARN"]
-    elif kind == "AWS::SecretsManager::ResourcePolicy":
-        emulator.client("secretsmanager").put_resource_policy(
-            SecretId=resolve(props["SecretId"]), ResourcePolicy=json.dumps(resolve(props["ResourcePolicy"])))
-        out = {"Ref": logical}
     elif kind == "AWS::Lambda::Function":
         out = _create_function(emulator, assembly, resolve, logical, props)
         deployment.functions[props["Handler"].split(".")[1]] = out["Ref"]
+        variables = resolve(props.get("Environment", {})).get("Variables", {})
+        deployment.secrets_key_arn = variables.get("SECRETS_KEY_ARN", deployment.secrets_key_arn)
     elif kind == "AWS::StepFunctions::StateMachine":
         definition = resolve(props["DefinitionString"])
         for key, value in resolve(props.get("DefinitionSubstitutions", {})).items():
@@ -440,31 +471,27 @@ class InitialKey:
 
 
 def provision(emulator: Emulator, deployment: Deployment, fleet: Fleet, servers_per_user: int,
-              *, due_users: list[str] | None = None) -> dict[str, InitialKey]:
-    """Play the operator: users, their first key (secret + files), servers registered with their group role.
+              *, due_users: list[str] | None = None, store_keys: bool = True) -> dict[str, InitialKey]:
+    """Play the operator: users, their first key (files, secret), servers registered with their group role.
 
-    `due_users`: users whose key is made older than their maximum age (for the scheduled machine); None = all
-    keys are new.
+    `servers_per_user` servers per server group (a group's users share them). `due_users`: users whose key is
+    made older than their maximum age (for the scheduled machine); None = all keys are new. `store_keys`:
+    store each initial key in the user's secret, created as the engine creates it (a system that rotated
+    before); False: no secret, the first rotation creates it and adopts the key.
     """
     iam = emulator.client("iam")
-    secrets = emulator.client("secretsmanager")
     keys: dict[str, InitialKey] = {}
+    servers_of: dict[str, list[Server]] = {}
     for user in deployment.settings["users"]:
         name, group = user["name"], user["server_group"]
         iam.create_user(UserName=name, Path=deployment.settings["managed_path"])
         key = iam.create_access_key(UserName=name)["AccessKey"]
         keys[name] = InitialKey(name, key["AccessKeyId"])
-        secrets.put_secret_value(
-            SecretId=deployment.secrets[name],
-            SecretString=json.dumps({
-                "aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"],
-                "user": name,
-                "created_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "rotation_token": "initial",
-            }),
-            VersionStages=["AWSCURRENT"],
-        )
-        servers = fleet.add_servers(group, servers_per_user, {GROUP_TAG: group})
+        if store_keys:
+            _store_initial_key(emulator, deployment, user, key)
+        if group not in servers_of:
+            servers_of[group] = fleet.add_servers(group, servers_per_user, {GROUP_TAG: group})
+        servers = servers_of[group]
         for server in servers:
             fleet.write_credentials(server, user["credentials_file"], user["profile"], key["AccessKeyId"],
                                     key["SecretAccessKey"])
@@ -475,6 +502,28 @@ def provision(emulator: Emulator, deployment: Deployment, fleet: Fleet, servers_
             age_key(emulator, name, key["AccessKeyId"], days=age)
     emulator.attach_fleet(fleet)
     return keys
+
+
+def _store_initial_key(emulator: Emulator, deployment: Deployment, user: dict[str, Any],
+                       key: dict[str, Any]) -> None:
+    """The user's secret as the engine creates it (name, stack key, tags), holding `key` as AWSCURRENT."""
+    _lambdas_on_path()
+    from rotation import secrets as engine_secrets
+
+    client = emulator.client("secretsmanager")
+    secret_id = deployment.secrets[user["name"]]
+    engine_secrets.create(client, secret_id, user=user["name"], server_group=user["server_group"],
+                          kms_key_arn=deployment.secrets_key_arn)
+    client.put_secret_value(
+        SecretId=secret_id,
+        SecretString=json.dumps({
+            "aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"],
+            "user": user["name"],
+            "created_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "rotation_token": "initial",
+        }),
+        VersionStages=["AWSCURRENT"],
+    )
 
 
 def _install_hook(server: Server, hook: str | None) -> None:

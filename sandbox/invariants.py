@@ -4,7 +4,8 @@ Each check returns a list of violations (empty = holds), naming what is wrong bu
 `check_all` runs them all. They hold after *any* rotation, successful or not:
 - every server's credentials file holds an Active key of its user, and that key authenticates;
 - no user has more than 2 keys;
-- the secret's AWSCURRENT version holds an Active key of its user;
+- the secret's AWSCURRENT version holds an Active key of its user (a user whose secret the engine has not
+  created yet holds no key there: nothing to check);
 - no secret access key appears in execution histories, Run Command parameters or output, SNS messages or
   CloudWatch Logs (nor in any extra text handed in, e.g. the CLI's own output).
 """
@@ -83,13 +84,27 @@ def at_most_two_keys(emulator: Emulator, deployment: Deployment) -> list[str]:
     return problems
 
 
+def _existing_secrets(emulator: Emulator, deployment: Deployment) -> dict[str, str]:
+    """user -> secret name, of the users whose secret exists (created by their first rotation)."""
+    client = emulator.client("secretsmanager")
+    names = set()
+    for page in client.get_paginator("list_secrets").paginate():
+        names.update(secret["Name"] for secret in page["SecretList"])
+    return {user: name for user, name in deployment.secrets.items() if name in names}
+
+
 def current_secret_is_active(emulator: Emulator, deployment: Deployment) -> list[str]:
     problems = []
     client = emulator.client("secretsmanager")
+    existing = _existing_secrets(emulator, deployment)
     for user in deployment.settings["users"]:
         name = user["name"]
-        value = json.loads(client.get_secret_value(SecretId=deployment.secrets[name],
+        if name not in existing:
+            continue
+        value = json.loads(client.get_secret_value(SecretId=existing[name],
                                                    VersionStage="AWSCURRENT")["SecretString"])
+        if "aws_access_key_id" not in value:
+            continue  # the placeholder the engine creates the secret with: no key stored yet
         key_id = value.get("aws_access_key_id")
         status = _keys(emulator, name).get(key_id or "")
         if status != "Active":
@@ -104,9 +119,12 @@ def secret_values(emulator: Emulator, deployment: Deployment) -> set[str]:
     """Every secret access key the system ever held: all IAM keys of the users, all secret versions."""
     values: set[str] = set()
     client = emulator.client("secretsmanager")
+    existing = _existing_secrets(emulator, deployment)
     for user in deployment.settings["users"]:
         values.update(_secret_keys(emulator, user["name"]).values())
-        arn = deployment.secrets[user["name"]]
+        if user["name"] not in existing:
+            continue
+        arn = existing[user["name"]]
         versions = client.list_secret_version_ids(SecretId=arn, IncludeDeprecated=True)["Versions"]
         for version in versions:
             text = client.get_secret_value(SecretId=arn, VersionId=version["VersionId"])["SecretString"]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sandbox import deploy, invariants, patches
-from sandbox.demo import Report, Sandbox
+from sandbox.demo import Report, Sandbox, Scenario
 
 pytestmark = pytest.mark.slow  # real agents on simulated servers: seconds per test
 
@@ -199,3 +199,36 @@ def test_settings_are_valid_for_the_product() -> None:
     settings = deploy.sandbox_settings(3)
     groups = [g["tag"]["value"] for g in settings["server_groups"]]
     assert groups == [u["server_group"] for u in settings["users"]]
+
+
+def test_users_sharing_a_server_group_each_rotate_their_own_profile(
+    emulator: Any, synthesized: Callable[..., Any], tmp_path: Any
+) -> None:
+    # GIVEN 3 users in one server group: the group's 2 servers hold each user's key in its own profile of
+    # the same credentials file, and the first user has no secret yet (its first rotation creates it)
+    assembly, settings = synthesized(3, users_per_group=3)
+    assert len(settings["server_groups"]) == 1
+    assert len({u["profile"] for u in settings["users"]}) == 3
+    sandbox = Sandbox(emulator, assembly, settings, tmp_path, Scenario(users=3, servers=2))
+    try:
+        first = settings["users"][0]["name"]
+        sandbox.emulator.client("secretsmanager").delete_secret(
+            SecretId=sandbox.deployment.secrets[first], ForceDeleteWithoutRecovery=True)
+        # WHEN all three rotate at once
+        report = _run(sandbox, *[u["name"] for u in settings["users"]])
+        # THEN each has its own new key in its own profile on both servers, and the invariants hold
+        assert report.result == "rotated" and report.violations == [], report
+        for user in report.users:
+            assert user.confirmed == user.total == 2
+            for server in sandbox.fleet.servers.values():
+                assert _held_key(sandbox, server.instance_id, user.user) == user.new_key_id
+        # AND the first user's secret was created by the engine, under the group's prefix, with its tags
+        described = sandbox.emulator.client("secretsmanager").describe_secret(
+            SecretId=sandbox.deployment.secrets[first])
+        assert described["Name"] == f"keyrotation/g-1/{first}"
+        assert {t["Key"]: t["Value"] for t in described["Tags"]} == {
+            "keyrotation:user": first, "keyrotation:server-group": "g-1"}
+        assert described["KmsKeyId"] in (sandbox.deployment.secrets_key_arn,
+                                         sandbox.deployment.secrets_key_arn.rsplit("/", 1)[-1])
+    finally:
+        sandbox.close()

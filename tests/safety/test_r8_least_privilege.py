@@ -1,14 +1,16 @@
 """R8: least privilege, proven on the synthesized template of a 2-user / 2-group deployment.
 
-Statement-level: every Allow statement of every role (tests/infra/infra_synth.grants, conditions ignored —
-a condition only narrows, so "not allowed even without conditions" is a proof) is evaluated against concrete
-ARNs: no Lambda role may create, update or delete a key of a user outside the managed path (or in another
-account); no server group's role may read another group's secret (or anything else in Secrets Manager).
-Each "cannot" comes with the matching "can" on the role's own resources, so an empty policy fails the test.
+Statement-level: every Allow statement of every role (tests/infra/infra_synth.grants, inline policies
+included, conditions ignored — a condition only narrows, so "not allowed even without conditions" is a
+proof) is evaluated against concrete ARNs: no Lambda role may create, update or delete a key of a user
+outside the managed path (or in another account); no server group's role may read another group's secret
+(or anything else in Secrets Manager). Each "cannot" comes with the matching "can" on the role's own
+resources, so an empty policy fails the test. Secrets are named `secret_prefix + group + "/" + user` and are
+created by the engine, so grants are name patterns, checked against the names the engine gives.
 
-In the sandbox: the deployed roles carry the template's policies; with `faults.enforce_iam` moto checks
-them (signature, then the caller's policies against the user or secret the request names), and the roles'
-sessions are refused what the template does not grant.
+In the sandbox: the deployed roles carry the template's policies; the secrets are the ones the rotation
+created; with `faults.enforce_iam` moto checks the policies (signature, then the caller's policies against
+the user or secret the request names), and the roles' sessions are refused what the template does not grant.
 """
 
 from __future__ import annotations
@@ -69,13 +71,7 @@ def deployment(
     synthesized: Callable[[int], tuple[Assembly, dict[str, Any]]],
 ) -> tuple[Policies, dict[str, Any]]:
     assembly, settings = synthesized(2)
-    template = assembly.template
-    secrets = {r["Properties"]["Name"]: logical for logical, r in template["Resources"].items()
-               if r["Type"] == "AWS::SecretsManager::Secret"}
-    # A Secret's Ref is its ARN: name + 6 random characters
-    refs = {logical: f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-AbCdEf"
-            for name, logical in secrets.items()}
-    return Policies(template, refs), settings
+    return Policies(assembly.template, {}), settings
 
 
 def _group_roles(template: dict[str, Any]) -> dict[str, str]:
@@ -123,13 +119,16 @@ def test_lambda_roles_cannot_manage_keys_outside_the_managed_path(
 def test_a_server_groups_role_reads_only_its_own_secret(deployment: tuple[Policies, dict[str, Any]]) -> None:
     policies, settings = deployment
     roles = _group_roles(policies.template)
-    secret_of_group = {u["server_group"]: settings["secret_prefix"] + u["name"] for u in settings["users"]}
+    prefix = settings["secret_prefix"]
+    secret_of_group = {u["server_group"]: f"{prefix}{u['server_group']}/{u['name']}"
+                       for u in settings["users"]}
     assert set(roles) == set(secret_of_group) and len(roles) == 2, roles
     for group, role in roles.items():
         own = _secret_arn(secret_of_group[group])
         assert all(policies.allows(role, action, own) for action in SECRET_READS), (group, role)
         others = [_secret_arn(name) for g, name in secret_of_group.items() if g != group]
         others += [_secret_arn("keyrotation/svc-unmanaged"), _secret_arn("prod/database"),
+                   _secret_arn(f"{prefix}{group}x/svc-lookalike"), _secret_arn(f"{prefix}svc-old-scheme"),
                    f"arn:aws:secretsmanager:{REGION}:{OTHER_ACCOUNT}:secret:{secret_of_group[group]}-AbCdEf"]
         readable = [arn for arn in others for action in (*SECRET_READS, "secretsmanager:*")
                     if policies.allows(role, action, arn)]
@@ -142,10 +141,13 @@ def test_a_server_groups_role_reads_only_its_own_secret(deployment: tuple[Polici
 
 def test_no_role_carries_an_unexpected_managed_policy(deployment: tuple[Policies, dict[str, Any]]) -> None:
     policies, _ = deployment
+    group_roles = set(_group_roles(policies.template).values())
     for logical, resource in policies.template["Resources"].items():
         if resource["Type"] != "AWS::IAM::Role":
             continue
-        assert "Policies" not in resource["Properties"], logical  # every grant is in an AWS::IAM::Policy
+        # every grant is in an AWS::IAM::Policy, but a server group's (inline: one resource per group)
+        inline = [p["PolicyName"] for p in resource["Properties"].get("Policies", [])]
+        assert inline == (["ReadTheGroupsSecrets"] if logical in group_roles else []), logical
         for arn in as_list(resource["Properties"].get("ManagedPolicyArns", [])):
             assert render(arn).rsplit("/", 1)[-1] in KNOWN_MANAGED, (logical, render(arn))
 
@@ -163,10 +165,18 @@ def _denied_or_allowed(call: Callable[[], Any]) -> str:
 def test_the_emulator_enforcing_the_deployed_policies_denies_the_rest(
     make_harness: Callable[..., Harness], synthesized: Callable[[int], tuple[Assembly, dict[str, Any]]]
 ) -> None:
-    # GIVEN the 2-group system deployed with its roles' policies, and a user outside the managed path
+    # GIVEN the 2-group system deployed with its roles' policies, each user's secret created by its first
+    # rotation (adopting the key its servers hold), and a user outside the managed path
     harness = make_harness(users=2, servers=1)
     assembly, settings = synthesized(2)
     deployment = harness.deployment
+    sm = harness.emulator.client("secretsmanager")
+    for user in settings["users"]:
+        sm.delete_secret(SecretId=deployment.secrets[user["name"]], ForceDeleteWithoutRecovery=True)
+        outcome = harness.run(user["name"])
+        assert outcome.status == "SUCCEEDED", outcome.user
+        assert {t["Key"] for t in sm.describe_secret(SecretId=deployment.secrets[user["name"]])["Tags"]} == {
+            "keyrotation:user", "keyrotation:server-group"}
     harness.emulator.client("iam").create_user(UserName="svc-outside", Path="/")
     sts = harness.emulator.client("sts")
 
@@ -182,11 +192,11 @@ def test_the_emulator_enforcing_the_deployed_policies_denies_the_rest(
     # WHEN moto enforces IAM and each role tries what it may and may not do
     with faults.enforce_iam():
         for group, session in groups.items():
-            sm = harness.emulator.client("secretsmanager", **session)
+            group_sm = harness.emulator.client("secretsmanager", **session)
             for user in users:
                 results[(group, user)] = _denied_or_allowed(
-                    lambda sm=sm, user=user: sm.get_secret_value(SecretId=deployment.secrets[user],
-                                                                 VersionStage="AWSCURRENT"))
+                    lambda group_sm=group_sm, user=user: group_sm.get_secret_value(
+                        SecretId=deployment.secrets[user], VersionStage="AWSCURRENT"))
         iam = harness.emulator.client("iam", **create_key)
         inside = next(iter(users))
 
