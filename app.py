@@ -59,6 +59,9 @@ def build_app(
     KeyRotationStack(
         app,
         STACK_ID,
+        # Several stacks in one account and region (e.g. more server groups than one stack holds) need
+        # their own CloudFormation names: `cdk deploy -c stack_name=IamKeyRotation-b -c settings=…`.
+        stack_name=app.node.try_get_context("stack_name"),
         description="IAM access-key rotation for servers outside AWS (SSM hybrid nodes)",
         config=config,
         asset_dir=stage_lambda_asset(config, ROOT / "lambdas"),
