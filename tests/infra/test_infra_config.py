@@ -99,3 +99,11 @@ def test_users_cost_the_stack_nothing(tmp_path: Path) -> None:
     template = data["users"][0]
     data["users"] = [{**template, "name": f"svc-{i:05d}", "profile": f"p{i:05d}"} for i in range(5000)]
     assert len(load_config(_write(tmp_path, data)).settings.users) == 5000
+
+
+def test_a_second_stack_gets_its_own_name_from_the_context() -> None:
+    import app as cdk_app
+
+    app = cdk_app.build_app(SETTINGS, context={"stack_name": "IamKeyRotation-b"}, checks=False)
+    stack = app.node.find_child(cdk_app.STACK_ID)
+    assert stack.stack_name == "IamKeyRotation-b"  # type: ignore[attr-defined]
