@@ -123,7 +123,7 @@ def _demo(args: argparse.Namespace, started: float) -> Report:
                         cold_agents=args.cold_agents or cold_agents_requested())
     console = _Console()
     with _workdir(args.keep) as workdir:
-        console.say(f"Sandbox: {scenario.users} user(s) x {scenario.servers} server(s) each, "
+        console.say(f"Sandbox: {scenario.users} user(s) x {scenario.servers} server(s) per server group, "
                     f"workdir {workdir}")
         per_group = _users_per_group(args)
         if per_group > 1:
