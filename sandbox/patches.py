@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
+import functools
 import hashlib
 import importlib
 import io
@@ -117,12 +118,16 @@ _saved_config: dict[str, Any] = {}
 
 
 def _patch_list() -> list[_Patch]:
+    from moto import backends as moto_backends
     from moto.awslambda_simple.models import LambdaSimpleBackend
     from moto.ssm import models as ssm_models
     from moto.ssm.responses import SimpleSystemManagerResponse
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_sfn
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
         StateTaskServiceSfn,
     )
+    from moto.stepfunctions.parser.asl.utils import json_path
     from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
     backend = ssm_models.SimpleSystemManagerBackend
@@ -134,6 +139,14 @@ def _patch_list() -> list[_Patch]:
     return [
         _Patch(LambdaSimpleBackend, "invoke", add(_lambda_invoke), must_exist=True),
         _Patch(ExecutionWorker, "_get_evaluation_environment", _wrap_start_time, must_exist=True),
+        # Speed only (bench/analysis.md, P4): moto's executor makes a new boto3 client for every Lambda task
+        # and every poll of a child execution, and rebuilds a JSONPath parser (yacc tables) for every path.
+        _Patch(lambda_eval_utils, "boto_client_for", _reusing_clients, must_exist=True),
+        _Patch(state_task_service_sfn, "boto_client_for", _reusing_clients, must_exist=True),
+        _Patch(json_path, "parse", _memoized_json_path, must_exist=True),
+        _Patch(ExecutionWorker, "_get_evaluation_entrypoint", add(_evaluation_entrypoint), must_exist=True),
+        # moto's server lists its own package directory (a stat per service) to route every request.
+        _Patch(moto_backends, "list_of_moto_modules", _listed_once, must_exist=True),
         _Patch(StateTaskServiceSfn, "_normalise_parameters", _wrap_sfn_parameters, must_exist=True),
         _Patch(StateTaskServiceSfn, "_normalise_response", add(_sfn_response), must_exist=False),
         _Patch(backend, "send_command", _wrap_send_command, must_exist=True),
@@ -148,6 +161,58 @@ def _patch_list() -> list[_Patch]:
         _Patch(response, "describe_instance_information", add(_response_describe_instance_information),
                must_exist=False),
     ]
+
+
+def _reusing_clients(original: Callable[..., Any]) -> Callable[..., Any]:
+    """moto's `boto_client_for`, made once per (region, service, where it sends): boto3 clients are
+    thread-safe, and making one costs more CPU than the Lambda task it invokes. moto 5.2.5 signs every
+    such client with the same fixed key whatever `state_credentials` says, so they do not enter the key."""
+    from moto.core.models import botocore_stubber
+    from moto.settings import moto_server_port
+
+    made: dict[tuple[Any, ...], Any] = {}
+    lock = threading.Lock()
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        key = (region, service, botocore_stubber.enabled, moto_server_port())
+        with lock:
+            client = made.get(key)
+            if client is None:
+                client = made[key] = original(region, service, state_credentials)
+        return client
+
+    return boto_client_for
+
+
+def _memoized_json_path(original: Callable[[str], Any]) -> Callable[[str], Any]:
+    """jsonpath_ng's `parse`, once per path (parsed paths are immutable; building the parser is not cheap)."""
+    return functools.lru_cache(maxsize=1024)(original)
+
+
+def _listed_once(original: Callable[[], Any]) -> Callable[[], Any]:
+    modules = tuple(original())  # the installed package's directories do not change while it runs
+
+    def list_of_moto_modules() -> tuple[str, ...]:
+        return modules
+
+    return list_of_moto_modules
+
+
+@functools.lru_cache(maxsize=16)
+def _syntax_tree(definition: str) -> Any:
+    """The ANTLR parse of a definition, once per definition (read-only once built)."""
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    return AmazonStateLanguageParser.parse(definition)[1]
+
+
+def _evaluation_entrypoint(self: Any) -> Any:
+    """moto parses the definition on every execution start; the parse is the costly half (a 500-user
+    scheduled run starts 501 executions of two definitions). The evaluation components, which hold state
+    while an execution runs, are still built anew for each execution from the shared syntax tree."""
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    return Preprocessor().visit(_syntax_tree(self._evaluation_details.state_machine_details.definition))
 
 
 def _check_version() -> None:
@@ -968,7 +1033,7 @@ def _backend_describe_instance_information(
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime.datetime):
         # The JSON protocol's timestamps: epoch seconds (botocore parses them). moto's are naive UTC.
-        aware = value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
+        aware = value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
         return aware.timestamp()
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 

@@ -41,7 +41,7 @@ class Env:
     secrets_key_arn: str = ""
 
     def settings(self) -> Settings:
-        """Read on every invocation: no module-level state survives into the next rotation."""
+        """Read on every invocation (validated once per distinct content: `load_settings_file`)."""
         return load_settings_file(self.settings_path)
 
 

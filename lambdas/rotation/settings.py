@@ -10,6 +10,7 @@ compares them): they must stay valid in both Python `re` and Go RE2 (no look-aro
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -218,11 +219,20 @@ def secret_name(secret_prefix: str, server_group: str, user: str) -> str:
 
 
 def load_settings_file(path: str | Path) -> Settings:
-    """Read a JSON settings file (the form the CDK app bundles into the Lambda asset)."""
+    """Read a JSON settings file (the form the CDK app bundles into the Lambda asset).
+
+    The file is read on every call; its validation is done once per distinct content (`Settings` is
+    immutable): with thousands of users it costs more than the step itself, on every invocation.
+    """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise InvalidSettings(f"cannot read settings file {path}: {exc.strerror}") from exc
+    return _settings_from_text(str(path), text)
+
+
+@functools.lru_cache(maxsize=8)
+def _settings_from_text(path: str, text: str) -> Settings:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -73,6 +73,24 @@ def test_json_round_trip_gives_equal_settings(tmp_path: Path) -> None:
     assert load_settings_file(path) == settings
 
 
+def test_a_settings_file_is_validated_once_per_content(tmp_path: Path) -> None:
+    # GIVEN the bundled settings file, read by one invocation
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps(load_settings(valid()).to_dict()))
+    first = load_settings_file(path)
+    # WHEN the next invocation reads the same bytes THEN it gets the validated settings without re-validating
+    assert load_settings_file(path) is first
+    # WHEN the file changes THEN the new content is what counts, and bad content is refused every time
+    changed = valid()
+    changed["managed_path"] = "/other/"
+    path.write_text(json.dumps(load_settings(changed).to_dict()))
+    assert load_settings_file(path).managed_path == "/other/"
+    path.write_text("{")
+    for _ in range(2):
+        with pytest.raises(InvalidSettings, match="is not JSON"):
+            load_settings_file(path)
+
+
 def test_settings_are_immutable() -> None:
     settings = load_settings(valid())
     with pytest.raises(AttributeError):
