@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_ssm import SSMClient
+    from mypy_boto3_stepfunctions import SFNClient
     from mypy_boto3_sts import STSClient
 
 # IAM throttles per account with no published limits: standard mode retries throttling with backoff.
@@ -85,8 +86,9 @@ def sns() -> SNSClient:
     return client
 
 
-def stepfunctions() -> Any:
-    return _client("stepfunctions")
+def stepfunctions() -> SFNClient:
+    client: SFNClient = _client("stepfunctions")
+    return client
 
 
 def sts_with(credentials: Credentials) -> STSClient:

@@ -122,17 +122,39 @@ class Outcome:
     confirmed: tuple[str, ...]
     pending: tuple[str, ...]
     failed: tuple[Failure, ...]
+    settled: tuple[str, ...] = ()  # commands whose every server confirmed: no need to read them again
 
 
-def read_outcome(ssm: SSMClient, command_ids: Iterable[str], targets: Sequence[str], key_id: str) -> Outcome:
-    """Classify every target from its invocation; targets without an invocation yet are pending."""
+def read_outcome(
+    ssm: SSMClient,
+    command_ids: Iterable[str],
+    targets: Sequence[str],
+    key_id: str,
+    settled: Iterable[str] = (),
+) -> Outcome:
+    """Classify every target from its invocation; targets without an invocation yet are pending.
+
+    `settled` names commands an earlier poll found confirmed on every server of their batch: their servers
+    count as confirmed without calling ListCommandInvocations again (a confirmation is final: the agent
+    reported the new key and exited). Batches are `send`'s, in order; if the command ids do not match that
+    layout, every command is read.
+    """
+    commands = list(command_ids)
+    batches = [tuple(batch) for batch in _batches(targets)]
+    batch_of = dict(zip(commands, batches, strict=True)) if len(commands) == len(batches) else {}
+    skipped = {command_id for command_id in settled if command_id in batch_of}
+    known = {instance_id for command_id in skipped for instance_id in batch_of[command_id]}
     invocations: dict[str, dict[str, Any]] = {}
-    for command_id in command_ids:
-        invocations.update((item["InstanceId"], item) for item in _invocations(ssm, command_id))
+    for command_id in commands:
+        if command_id not in skipped:
+            invocations.update((item["InstanceId"], item) for item in _invocations(ssm, command_id))
     confirmed: list[str] = []
     pending: list[str] = []
     failed: list[Failure] = []
     for instance_id in targets:
+        if instance_id in known:
+            confirmed.append(instance_id)
+            continue
         invocation = invocations.get(instance_id)
         if invocation is None or invocation.get("Status") in PENDING_STATUSES:
             pending.append(instance_id)
@@ -142,7 +164,9 @@ def read_outcome(ssm: SSMClient, command_ids: Iterable[str], targets: Sequence[s
             confirmed.append(instance_id)
         else:
             failed.append(failure)
-    return Outcome(confirmed=tuple(confirmed), pending=tuple(pending), failed=tuple(failed))
+    done = set(confirmed)
+    settled_now = tuple(c for c, batch in batch_of.items() if all(i in done for i in batch))
+    return Outcome(tuple(confirmed), tuple(pending), tuple(failed), settled=settled_now)
 
 
 def _invocations(ssm: SSMClient, command_id: str) -> Iterator[dict[str, Any]]:

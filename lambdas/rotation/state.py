@@ -130,6 +130,7 @@ class Rotation:
     waits: Waits
     settings: DocumentSettings
     command_ids: tuple[str, ...] = ()
+    settled_command_ids: tuple[str, ...] = ()  # of command_ids: every server confirmed, not read again
     action: Action | None = None
     polls: int = 0
     cutover_at: str | None = None
@@ -147,6 +148,7 @@ class Rotation:
         data = asdict(self)
         data["targets"] = list(self.targets)
         data["command_ids"] = list(self.command_ids)
+        data["settled_command_ids"] = list(self.settled_command_ids)
         data["plan"] = list(self.plan)
         data["offline"] = list(self.offline)
         if self.distribution is not None:
@@ -210,6 +212,7 @@ def _parse_rotation(data: Any) -> Rotation:
             reload_hook=settings.optional_string("reload_hook"),
         ),
         command_ids=tuple(p.strings("command_ids", COMMAND_ID_PATTERN, required=False)),
+        settled_command_ids=tuple(p.strings("settled_command_ids", COMMAND_ID_PATTERN, required=False)),
         action=None if action is None else cast(Action, p.choice("action", ACTIONS)),
         polls=p.integer("polls", required=False),
         cutover_at=p.optional_string("cutover_at"),

@@ -273,6 +273,7 @@ def distribute(
     return replace(
         rotation,
         command_ids=tuple(command_ids),
+        settled_command_ids=(),
         action=action,
         polls=0,
         distribution=Distribution(
@@ -285,7 +286,9 @@ def check_distribution(rotation: Rotation, *, ssm: SSMClient, now: datetime) -> 
     new_key_id, _ = _new_key(rotation)
     if rotation.action is None or not rotation.command_ids:
         raise InvalidRequest("rotation.command_ids: nothing was distributed yet")
-    outcome = read_outcome(ssm, rotation.command_ids, rotation.targets, new_key_id)
+    outcome = read_outcome(
+        ssm, rotation.command_ids, rotation.targets, new_key_id, settled=rotation.settled_command_ids
+    )
     polls = rotation.polls + 1
     done = not outcome.pending and not outcome.failed
     distribution = Distribution(
@@ -317,7 +320,13 @@ def check_distribution(rotation: Rotation, *, ssm: SSMClient, now: datetime) -> 
     cutover_at = rotation.cutover_at
     if done and rotation.action == "rotate":
         cutover_at = iso(now)
-    return replace(rotation, polls=polls, distribution=distribution, cutover_at=cutover_at)
+    return replace(
+        rotation,
+        polls=polls,
+        distribution=distribution,
+        cutover_at=cutover_at,
+        settled_command_ids=outcome.settled,
+    )
 
 
 def check_usage(rotation: Rotation, settings: Settings, *, iam: IAMClient) -> Rotation:

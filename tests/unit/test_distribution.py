@@ -127,3 +127,59 @@ def test_parse_result(output: str, expected: object) -> None:
 
 def test_result_marker_is_the_contract_value() -> None:
     assert RESULT_MARKER == "KEYROTATION_RESULT"
+
+
+# -- polls read only what can still change --------------------------------------------------------
+
+
+class _RecordingInvocations:
+    """ListCommandInvocations over fixed answers, recording which commands were read."""
+
+    def __init__(self, answers: dict[str, list[dict[str, object]]]) -> None:
+        self.answers = answers
+        self.read: list[str] = []
+
+    def list_command_invocations(self, CommandId: str, **_: object) -> dict[str, object]:  # noqa: N803
+        self.read.append(CommandId)
+        return {"CommandInvocations": self.answers[CommandId]}
+
+
+def _answer(instance_id: str, key_id: str, status: str = "Success") -> dict[str, object]:
+    marker = f'{RESULT_MARKER} {{"status": "ok", "access_key_id": "{key_id}"}}'
+    return {"InstanceId": instance_id, "Status": status, "CommandPlugins": [{"Output": marker}]}
+
+
+def test_a_poll_does_not_read_again_the_commands_whose_servers_all_confirmed() -> None:
+    from rotation.fleet import BATCH_SIZE, read_outcome
+
+    # GIVEN 120 servers reached by three commands (batches of 50), the second with one server still running
+    key = "AKIANEWKEY0000000001"
+    targets = [f"mi-{i:017x}" for i in range(120)]
+    batches = [targets[:BATCH_SIZE], targets[BATCH_SIZE : 2 * BATCH_SIZE], targets[2 * BATCH_SIZE :]]
+    answers = {f"cmd-{n}": [_answer(i, key) for i in batch] for n, batch in enumerate(batches)}
+    answers["cmd-1"][0]["Status"] = "InProgress"
+    ssm = _RecordingInvocations(answers)
+    # WHEN the first poll reads every command
+    first = read_outcome(ssm, list(answers), targets, key)  # type: ignore[arg-type]
+    # THEN the two fully confirmed commands are settled
+    assert first.settled == ("cmd-0", "cmd-2") and len(first.confirmed) == 119 and len(first.pending) == 1
+    # WHEN the next poll is told so and the last server confirms
+    answers["cmd-1"][0]["Status"] = "Success"
+    ssm.read.clear()
+    second = read_outcome(ssm, list(answers), targets, key, settled=first.settled)  # type: ignore[arg-type]
+    # THEN only the unsettled command is read, and every server counts as confirmed
+    assert ssm.read == ["cmd-1"]
+    assert set(second.confirmed) == set(targets) and not second.pending and not second.failed
+    assert second.settled == ("cmd-0", "cmd-1", "cmd-2")
+
+
+def test_settled_ids_that_do_not_match_the_batches_are_ignored() -> None:
+    from rotation.fleet import read_outcome
+
+    # GIVEN a "settled" list naming a command that is not one of this distribution's
+    key = "AKIANEWKEY0000000001"
+    targets = ["mi-00000000000000001", "mi-00000000000000002"]
+    ssm = _RecordingInvocations({"cmd-0": [_answer(targets[0], key)]})
+    # WHEN a poll reads with it THEN the real command is still read and the missing server is pending
+    outcome = read_outcome(ssm, ["cmd-0"], targets, key, settled=["cmd-other"])  # type: ignore[arg-type]
+    assert ssm.read == ["cmd-0"] and outcome.pending == (targets[1],) and outcome.settled == ()
