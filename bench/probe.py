@@ -81,14 +81,13 @@ class Measurement:
 def synthesize(users: int, outdir: Path) -> dict[str, Any]:
     """Synthesize the real app (what `sandbox.deploy.synthesize` does) for `users` sandbox users.
 
-    CloudFormation allows 500 resources per stack and aws-cdk-lib refuses to synthesize more; the sandbox
-    deploys the template itself, so larger user counts are synthesized with that check off
-    (`@aws-cdk/core:stackResourceLimit` = 0) and the resource count is reported next to the figures.
+    Users share server groups once there are more users than one stack's group limit
+    (`sandbox.deploy.users_per_group_for`): the template is one that `cdk deploy` accepts, checks on.
     """
     from sandbox import deploy
 
     started = time.perf_counter()
-    settings = deploy.sandbox_settings(users)
+    settings = deploy.sandbox_settings(users, users_per_group=deploy.users_per_group_for(users))
     path = deploy.write_settings(outdir / "settings.yaml", settings)
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     os.environ.setdefault("CDK_DISABLE_VERSION_CHECK", "1")
@@ -98,19 +97,9 @@ def synthesize(users: int, outdir: Path) -> dict[str, Any]:
     import app as cdk_app  # the repository's app.py
 
     context = json.loads((REPO / "cdk.json").read_text())["context"]
-    limit_lifted = False
-    try:
-        cdk_app.build_app(
-            path, context=context, outdir=str(outdir / "cdk.out"), checks=False, builtin_validation=False
-        ).synth()
-    except RuntimeError as exc:
-        if "TooManyResourcesInStack" not in str(exc):
-            raise
-        limit_lifted = True
-        context = {**context, "@aws-cdk/core:stackResourceLimit": 0}
-        cdk_app.build_app(
-            path, context=context, outdir=str(outdir / "cdk.out"), checks=False, builtin_validation=False
-        ).synth()
+    cdk_app.build_app(
+        path, context=context, outdir=str(outdir / "cdk.out"), checks=False, builtin_validation=False
+    ).synth()
     (outdir / "settings.json").write_text(json.dumps(settings))
     text = (outdir / "cdk.out" / f"{deploy.STACK_NAME}.template.json").read_text()
     template = json.loads(text)
@@ -118,7 +107,7 @@ def synthesize(users: int, outdir: Path) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - started, 3),
         "resources": len(template["Resources"]),
         "template_bytes": len(text.encode()),
-        "resource_limit_lifted": limit_lifted,
+        "server_groups": len(settings["server_groups"]),
     }
 
 

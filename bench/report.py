@@ -280,15 +280,20 @@ def _p4(add: Any, records: list[dict[str, Any]]) -> None:
         "`select_due` pages through ListUsers. Map concurrency: `max_parallel_users` = 10.\n"
     )
     add(
+        "Users share server groups (one server each, a profile per user in its credentials file) once "
+        "there are more users than a stack's group limit; the template is deployable as synthesized "
+        "(resources ≤ 500, checks on).\n"
+    )
+    add(
         "| M | agents | time (median [min–max]) | rotated / due | API calls | floor | ratio | transitions "
-        "| executions | agents' CPU s | bench CPU s | stack resources | target | met |"
+        "| executions | agents' CPU s | bench CPU s | stack resources (groups) | target | met |"
     )
     add("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in records:
         synth = r.get("synth", {})
         resources = f"{synth.get('resources', '–')}" + (
             " (over CloudFormation's 500!)" if synth.get("resource_limit_lifted") else ""
-        )
+        ) + (f" ({synth['server_groups']})" if "server_groups" in synth else "")
         add(
             f"| {r['users']:,} | {r.get('agent_python', '?')} | {_secs(r)} | "
             f"{r['users_rotated_min']}/{r['users_due']} | "
