@@ -275,6 +275,7 @@ def uninstall() -> None:
         for section, values in _saved_config.items():
             default_user_config[section] = values  # type: ignore[literal-required]
         _saved_config.clear()
+        _unroute_standard_streams()
     cleanup_lambda_code()
 
 
@@ -452,7 +453,19 @@ class _RoutedStream(io.TextIOBase):
             self._default.flush()
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._default, name)
+        # Only reached for names the class lacks. Never for `_default` itself: an instance made without
+        # __init__ (copy.copy does that) would otherwise recurse until RecursionError.
+        default = self.__dict__.get("_default")
+        if default is None or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(default, name)
+
+    # A stream is not copied (copying sys.stdout itself fails); code that copies objects holding it gets it.
+    def __copy__(self) -> _RoutedStream:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _RoutedStream:
+        return self
 
 
 def _code_dir(fn: Any) -> Path:
@@ -518,11 +531,40 @@ def _environment(variables: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+# Every routed stream the sandbox ever put in sys.stdout/err, and through it the stream it replaced: kept
+# alive for the life of the process. CPython 3.11's print() holds sys.stdout as a *borrowed* reference while
+# it writes; a thread replacing sys.stdout meanwhile freed the object under the printing thread (the demo's
+# progress lines vs. a Lambda starting): RecursionError or a segmentation fault. So sys.stdout is replaced
+# only when it is not routed yet (once, or after someone else replaced it) and never put back per invocation.
+_ROUTED: list[_RoutedStream] = []
+
+
+def _routed(current: Any) -> _RoutedStream:
+    if isinstance(current, _RoutedStream):
+        return current
+    stream = _RoutedStream(current)
+    _ROUTED.append(stream)
+    return stream
+
+
+def _route_standard_streams() -> None:
+    for name in ("stdout", "stderr"):
+        current = getattr(sys, name)
+        if not isinstance(current, _RoutedStream):
+            setattr(sys, name, _routed(current))
+
+
+def _unroute_standard_streams() -> None:
+    """Put back what the routed streams replaced (they stay alive in `_ROUTED`)."""
+    for name in ("stdout", "stderr"):
+        current = getattr(sys, name)
+        if isinstance(current, _RoutedStream):
+            setattr(sys, name, current.__dict__["_default"])
+
+
 @contextlib.contextmanager
 def _captured_output(sink: list[str], service: str | None) -> Iterator[None]:
-    out, err = sys.stdout, sys.stderr
-    sys.stdout = _RoutedStream(out)
-    sys.stderr = _RoutedStream(err)
+    _route_standard_streams()
     _log_route.sink = sink
     # Powertools' Logger keeps the stream it found when the service's logger was first configured, and
     # reuses that logger by name: configured earlier in this process (another test, another emulator), it
@@ -538,7 +580,6 @@ def _captured_output(sink: list[str], service: str | None) -> Iterator[None]:
         for handler, stream in zip(handlers, saved, strict=True):
             handler.stream = stream
         _log_route.sink = None
-        sys.stdout, sys.stderr = out, err
 
 
 def _function_env(fn: Any, code_dir: Path) -> dict[str, str]:
