@@ -327,8 +327,11 @@ class RotationWorkflows(Construct):
             integration_pattern=sfn.IntegrationPattern.RUN_JOB,
             name=sfn.JsonPath.string_at("$.name"),
             input=sfn.TaskInput.from_json_path_at("$.input"),
-            result_selector={"arn.$": "$.ExecutionArn", "status.$": "$.Status"},
+            # Each user's result is only its status: the Map collects one per user in the execution's 256 KiB
+            # state (docs/config.md "Limits"); the child execution, named after the user, has the rest.
+            result_selector={"status.$": "$.Status"},
             result_path="$.execution",
+            output_path="$.execution",
         )
         start_rotation.add_retry(errors=list(TRANSIENT_START_ERRORS), interval=Duration.seconds(5),
                                  max_attempts=4, backoff_rate=2, jitter_strategy=sfn.JitterType.FULL)
@@ -338,8 +341,8 @@ class RotationWorkflows(Construct):
             self,
             "rotation_failed",
             state_name="rotation_failed",
-            parameters={"user.$": "$.input.user", "status": "FAILED", "error.$": "$.error.Error",
-                        "cause.$": "$.error.Cause"},
+            # The cause (the child's description, kilobytes) stays out: the child already alerted with it.
+            parameters={"user.$": "$.input.user", "status": "FAILED", "error.$": "$.error.Error"},
         )
         start_rotation.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
 

@@ -15,15 +15,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class DueReport:
-    due: tuple[str, ...]
+    due: tuple[str, ...]  # this run's: the most overdue first, at most `schedule.max_users_per_run`
     checked: int
     not_in_iam: tuple[str, ...]  # in the settings, but not a user under the managed path
+    deferred: tuple[str, ...] = ()  # due as well, left to the next run (over max_users_per_run)
 
 
 def select_due(iam: IAMClient, settings: Settings, now: datetime) -> DueReport:
     wanted = {user.name: user for user in settings.users}
     seen: list[str] = []
-    due: list[str] = []
+    overdue: dict[str, timedelta] = {}
     # Accounts have thousands of users: page through the managed path only.
     for page in iam.get_paginator("list_users").paginate(PathPrefix=settings.managed_path):
         for item in page["Users"]:
@@ -32,8 +33,15 @@ def select_due(iam: IAMClient, settings: Settings, now: datetime) -> DueReport:
                 continue
             seen.append(user.name)
             max_age = timedelta(days=settings.max_key_age_days(user))
-            if any(key.active and now - key.created > max_age for key in list_keys(iam, user.name)):
-                due.append(user.name)
+            late = [now - key.created - max_age for key in list_keys(iam, user.name) if key.active]
+            if late and max(late) > timedelta(0):
+                overdue[user.name] = max(late)
+    # The most overdue first, so a run that cannot take every due user takes the keys that waited longest.
+    ordered = sorted(overdue, key=lambda name: (-overdue[name], name))
+    cap = settings.schedule.max_users_per_run
     return DueReport(
-        due=tuple(sorted(due)), checked=len(seen), not_in_iam=tuple(sorted(set(wanted) - set(seen)))
+        due=tuple(ordered[:cap]),
+        checked=len(seen),
+        not_in_iam=tuple(sorted(set(wanted) - set(seen))),
+        deferred=tuple(ordered[cap:]),
     )

@@ -58,6 +58,12 @@ RELOAD_HOOK_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 FILE_OWNER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$"
 INSTANCE_ID_PATTERN = r"^(mi-[0-9a-f]{17}|i-[0-9a-f]{8,17})$"
 SERVER_GROUP_PATTERN = r"^[a-z0-9-]{1,32}$"
+# One scheduled execution starts at most this many rotations (docs/config.md "Limits"): its inline Map
+# writes ≈ 8 history events per user (Step Functions keeps 25,000 per execution) and holds the due list plus
+# one short result per user in its 256 KiB state.
+MAX_USERS_PER_RUN = 2000
+MAX_USERS_PER_RUN_DEFAULT = 1000
+
 # Secrets Manager names: letters, digits and /_+=.@-, starting with a letter or digit (as the document wants).
 SECRET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9/_+=.@-]{0,511}$"  # noqa: S105 (a name pattern)
 SECRET_PREFIX_PATTERN = r"^[A-Za-z0-9/_+=.@-]{0,256}$"  # noqa: S105
@@ -113,6 +119,9 @@ class Schedule:
     duration_hours: int
     cutoff_hours: int
     max_parallel_users: int
+    # Due users one scheduled run starts, most overdue first; the rest wait for the next run. Bounded by Step
+    # Functions' 25,000 history events (≈ 8 per user) and 256 KiB of state (the due list and the results).
+    max_users_per_run: int = 1000
 
 
 @dataclass(frozen=True)
@@ -187,6 +196,7 @@ class Settings:
                 "duration_hours": self.schedule.duration_hours,
                 "cutoff_hours": self.schedule.cutoff_hours,
                 "max_parallel_users": self.schedule.max_parallel_users,
+                "max_users_per_run": self.schedule.max_users_per_run,
             },
             "alerts": {"email": self.alerts.email},
             "server_groups": [_group_to_dict(group) for group in self.server_groups],
@@ -301,7 +311,7 @@ def _defaults(data: Any, path: str) -> Defaults:
 def _schedule(data: Any, path: str) -> Schedule:
     raw = _mapping(data, path)
     _only(raw, path, required={"expression", "timezone", "duration_hours", "cutoff_hours",
-                               "max_parallel_users"}, optional=set())
+                               "max_parallel_users"}, optional={"max_users_per_run"})
     duration = _int(raw["duration_hours"], f"{path}.duration_hours", minimum=1, maximum=24)
     cutoff = _int(raw["cutoff_hours"], f"{path}.cutoff_hours", minimum=0, maximum=23)
     if cutoff >= duration:
@@ -315,6 +325,8 @@ def _schedule(data: Any, path: str) -> Schedule:
         # An inline Map runs at most 40 iterations at once.
         max_parallel_users=_int(raw["max_parallel_users"], f"{path}.max_parallel_users",
                                 minimum=1, maximum=40),
+        max_users_per_run=_int(raw.get("max_users_per_run", MAX_USERS_PER_RUN_DEFAULT),
+                               f"{path}.max_users_per_run", minimum=1, maximum=MAX_USERS_PER_RUN),
     )
 
 

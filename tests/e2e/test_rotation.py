@@ -159,6 +159,10 @@ def test_scheduled_run_rotates_only_due_users(make_sandbox: Callable[..., Sandbo
     assert sfn.describe_execution(executionArn=scheduled[0])["status"] == "SUCCEEDED"
     window_input = json.loads(sfn.describe_execution(executionArn=scheduled[0])["input"])
     assert window_input["trigger"] == "maintenance-window" and "{{" not in window_input["window_execution_id"]
+    # AND its output keeps one short status per rotation (the Map's results share a 256 KiB state)
+    output = json.loads(sfn.describe_execution(executionArn=scheduled[0])["output"])
+    assert output["results"] == [{"status": "SUCCEEDED"}, {"status": "SUCCEEDED"}]
+    assert (output["selection"]["deferred"], output["selection"]["deferred_users"]) == (0, [])
 
 
 def test_crash_mid_rotation_then_a_new_execution_resumes(make_sandbox: Callable[..., Sandbox]) -> None:

@@ -173,6 +173,8 @@ BAD_VALUES = [
     ("defaults.command_timeout_seconds", 10, "defaults.command_timeout_seconds:"),
     ("schedule.cutoff_hours", 4, "schedule.cutoff_hours: must be less than duration_hours"),
     ("schedule.max_parallel_users", 41, "schedule.max_parallel_users:"),
+    ("schedule.max_users_per_run", 0, "schedule.max_users_per_run: must be at least 1"),
+    ("schedule.max_users_per_run", 2001, "schedule.max_users_per_run: must be at most 2000"),
     ("schedule.expression", "every sunday", "schedule.expression:"),
     ("alerts.email", "not-an-address", "alerts.email:"),
     ("secret_prefix", "key rotation/", "secret_prefix:"),

@@ -343,7 +343,8 @@ def test_select_due_picks_managed_users_with_old_keys(world: World) -> None:
     world.iam.create_access_key(UserName="svc-other")
     # WHEN the scheduled run asks THEN only svc-web is due
     result = handler("select_due")({})
-    assert result == {"due": [{"user": "svc-web", "mode": "standard"}], "checked": 2, "not_in_iam": []}
+    assert result == {"due": [{"user": "svc-web", "mode": "standard"}], "checked": 2, "not_in_iam": [],
+                      "deferred": 0, "deferred_users": []}
 
 
 def test_select_due_honours_per_user_max_age_and_reports_missing_users(world: World) -> None:
@@ -360,6 +361,23 @@ def test_select_due_ignores_inactive_old_keys(world: World) -> None:
     world.age_key("svc-web", web_key, days=200)
     world.iam.update_access_key(UserName="svc-web", AccessKeyId=web_key, Status="Inactive")
     assert handler("select_due")({})["due"] == []
+
+
+def test_a_scheduled_run_takes_the_most_overdue_users_up_to_its_limit(world: World) -> None:
+    # GIVEN both users are due, svc-db's key 30 days longer overdue, and a run may start only one rotation
+    (web_key,) = world.iam_keys()
+    world.age_key("svc-web", web_key, days=100)
+    db_key = world.add_user("svc-db")
+    assert db_key is not None
+    world.age_key("svc-db", db_key, days=130)
+    settings = settings_dict()
+    settings["schedule"]["max_users_per_run"] = 1
+    world.write_settings(settings)
+    # WHEN the scheduled run asks
+    result = handler("select_due")({})
+    # THEN it gets the one that waited longest, and the other is counted and named as left for next time
+    assert result["due"] == [{"user": "svc-db", "mode": "standard"}]
+    assert (result["deferred"], result["deferred_users"]) == (1, ["svc-web"])
 
 
 # -- the leak watch itself -----------------------------------------------------------------------
