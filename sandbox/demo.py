@@ -33,7 +33,7 @@ def max_polls_for(servers: int) -> int:
 @dataclass
 class Scenario:
     users: int = 1
-    servers: int = 5  # per user (each user has its own server group)
+    servers: int = 5  # per server group (a group per user unless the settings share groups)
     fail: int = 0  # servers whose agent fails (test affordance)
     offline: int = 0  # servers that are not connected
     scheduled: bool = False  # start the scheduled machine as the maintenance window would
@@ -85,6 +85,7 @@ class Report:
         return {
             "result": self.result,
             "users": len(self.users),
+            # Per user: a server that several users share counts once for each of them.
             "servers_confirmed": sum(u.confirmed for u in rotated),
             "servers_total": sum(u.total for u in rotated),
             "old_key_ids": [u.old_key_id for u in rotated],
@@ -334,10 +335,7 @@ class Sandbox:
             "users": [vars(u) for u in report.users],
             "iam": {u["name"]: iam.list_access_keys(UserName=u["name"])["AccessKeyMetadata"]
                     for u in self.deployment.settings["users"]},
-            "secrets": {
-                user: self.emulator.client("secretsmanager").list_secret_version_ids(SecretId=arn)["Versions"]
-                for user, arn in self.deployment.secrets.items()
-            },
+            "secrets": self._secret_versions(),
             "executions": [sfn.describe_execution(executionArn=arn) for arn in self.executions],
             "servers": {s.instance_id: {"name": s.name, "group": s.group, "root": str(s.root),
                                         "online": s.online, "faults": vars(s.faults)}
@@ -345,6 +343,17 @@ class Sandbox:
             "deployment": {k: v for k, v in vars(self.deployment).items() if k not in ("physical",)},
         }
         path.write_text(json.dumps(state, indent=2, default=str))
+
+    def _secret_versions(self) -> dict[str, Any]:
+        """Each user's secret versions; None for a user whose secret the engine has not created yet."""
+        sm = self.emulator.client("secretsmanager")
+        found: dict[str, Any] = {}
+        for user, name in self.deployment.secrets.items():
+            try:
+                found[user] = sm.list_secret_version_ids(SecretId=name)["Versions"]
+            except sm.exceptions.ResourceNotFoundException:
+                found[user] = None
+        return found
 
 
 _ENDED = ("ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut")

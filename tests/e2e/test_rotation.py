@@ -236,3 +236,14 @@ def test_users_sharing_a_server_group_each_rotate_their_own_profile(
                                          sandbox.deployment.secrets_key_arn.rsplit("/", 1)[-1])
     finally:
         sandbox.close()
+
+
+def test_the_snapshot_lists_a_user_without_a_secret_yet(make_sandbox: Callable[..., Sandbox]) -> None:
+    # GIVEN a user whose secret the engine has not created yet (its first rotation has not run)
+    sandbox = make_sandbox(users=2, servers=1)
+    first, second = sandbox.deployment.secrets
+    sandbox.emulator.client("secretsmanager").delete_secret(
+        SecretId=sandbox.deployment.secrets[second], ForceDeleteWithoutRecovery=True)
+    # WHEN the --keep snapshot reads the secrets THEN that user is listed without versions, the other with
+    versions = sandbox._secret_versions()
+    assert versions[second] is None and versions[first]
