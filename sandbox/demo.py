@@ -350,9 +350,11 @@ class Sandbox:
         found: dict[str, Any] = {}
         for user, name in self.deployment.secrets.items():
             try:
-                found[user] = sm.list_secret_version_ids(SecretId=name)["Versions"]
+                sm.describe_secret(SecretId=name)  # (moto answers ListSecretVersionIds of none with a 500)
             except sm.exceptions.ResourceNotFoundException:
                 found[user] = None
+                continue
+            found[user] = sm.list_secret_version_ids(SecretId=name)["Versions"]
         return found
 
 
