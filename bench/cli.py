@@ -40,7 +40,7 @@ class Grid:
     metrics: set[str] = field(default_factory=lambda: {"P1", "P2", "P3", "P4", "P5"})
 
 
-FULL = Grid("full", servers={1: 5, 10: 5, 100: 3, 1000: 1}, users={10: 3, 100: 2, 500: 1}, agent_repeats=10)
+FULL = Grid("full", servers={1: 5, 10: 5, 100: 3, 1000: 3}, users={10: 3, 100: 3, 500: 3}, agent_repeats=10)
 QUICK = Grid("quick", servers={1: 2, 10: 2}, users={10: 1}, agent_repeats=2)
 
 
@@ -88,6 +88,18 @@ def _grid_values(text: str, default_repeats: int) -> dict[int, int]:
         value, _, repeats = item.partition(":")
         out[int(value)] = int(repeats) if repeats else default_repeats
     return out
+
+
+def check_experiments(text: str) -> None:
+    """Every name given to --experiment must be a candidate of bench/experiments.py."""
+    from bench.experiments import EXPERIMENTS
+
+    unknown = [name.strip() for name in text.split(",") if name.strip() and name.strip() not in EXPERIMENTS]
+    if unknown:
+        known = ", ".join(sorted(EXPERIMENTS)) or "none at the moment"
+        raise SystemExit(
+            f"bench: unknown experiment(s) {', '.join(unknown)}; bench/experiments.py has: {known}"
+        )
 
 
 def grid_from(args: argparse.Namespace) -> Grid:
@@ -509,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.combine:
         return combine(args)
+    check_experiments(args.experiment)
     grid = grid_from(args)
     started = time.perf_counter()
     before = load_average()

@@ -79,7 +79,7 @@ def render(records: list[dict[str, Any]]) -> str:
             )
     add("\n### Reproduce\n")
     add(
-        "```\nmake bench                       # full grid (~20 min on 2 idle cores, estimated from CPU s)\n"
+        "```\nmake bench                       # full grid: about 22 min on this 2-core machine, quiet\n"
         'make bench ARGS="--quick"         # 1 user x {1,10} servers, 10 users, agent: 55 s (quiet)\n'
         'make bench ARGS="--only P3 --servers 100:3 --merge"   # one cell, keep the other records\n'
         'make bench ARGS="--profile-dir /tmp/prof --servers 100:1 --only P3"   # cProfile per process\n```\n'

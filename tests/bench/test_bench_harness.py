@@ -90,3 +90,11 @@ def test_records_have_the_published_schema(measurement: probe.Measurement, tmp_p
         record["machine"] = cli.machine()
     text = report.render(json.loads(json.dumps(records)))
     assert "## P1" in text and "## P3" in text and "1 user × 2 servers" in text
+
+
+def test_an_unknown_experiment_is_refused_before_anything_runs() -> None:
+    from bench.cli import main
+
+    # GIVEN a candidate name bench/experiments.py does not have WHEN asked to apply it THEN a clear refusal
+    with pytest.raises(SystemExit, match="unknown experiment.*fast-lci"):
+        main(["--experiment", "fast-lci", "--quick"])
