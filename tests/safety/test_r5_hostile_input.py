@@ -150,9 +150,9 @@ PARAMETER_VALUES: dict[str, list[str]] = {
 
 def _valid_parameters(harness: Harness) -> dict[str, list[str]]:
     key = next(iter(harness.keys()))
-    return {"SecretId": ["keyrotation/svc-web"], "CredentialsFile": ["/home/app/.aws/credentials"],
-            "Profile": ["app"], "FileOwner": ["app"], "ExpectedAccessKeyId": [key], "ReloadHook": [""],
-            "Action": ["verify"]}
+    return {"SecretId": [harness.deployment.secrets["svc-web"]],
+            "CredentialsFile": ["/home/app/.aws/credentials"], "Profile": ["app"], "FileOwner": ["app"],
+            "ExpectedAccessKeyId": [key], "ReloadHook": [""], "Action": ["verify"]}
 
 
 def test_hostile_document_parameters_are_rejected_before_anything_runs(
