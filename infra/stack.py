@@ -16,8 +16,8 @@ from infra.constructs.lock import LockTable
 from infra.constructs.schedule import RotationWindow
 from infra.constructs.secrets import UserSecrets
 from infra.constructs.server_groups import ServerGroupRoles
-from infra.constructs.steps import RotationSteps
-from infra.constructs.workflows import RotationWorkflows, verify_attempts
+from infra.constructs.steps import SERVICE_NAME, RotationSteps
+from infra.constructs.workflows import RotationWorkflows
 
 # Powertools for AWS Lambda publishes, per region, the layer ARN of each release under this public SSM path.
 POWERTOOLS_PARAMETER = "/aws/service/powertools/python/x86_64/python3.12/{version}"
@@ -66,10 +66,7 @@ class KeyRotationStack(Stack):
         secrets.restrict_decryption([*groups.roles.values(), *steps.secret_readers()])
         RotationWindow(self, "Window", schedule=settings.schedule, state_machine=workflows.scheduled)
         alerts.alert_on_failed_executions([workflows.rotation, workflows.scheduled])
-        alerts.alarm_on_errors(
-            steps.functions,
-            thresholds={"verify_key": verify_attempts(settings.defaults.waits.verify_interval_seconds) + 1},
-        )
+        alerts.alarm_on_errors(steps.functions, service=SERVICE_NAME)
         self.steps = steps
         self.workflows = workflows
         self.document = document

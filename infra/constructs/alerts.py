@@ -16,6 +16,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
+from handlers import EXPECTED_ERROR_METRIC, METRICS_NAMESPACE
 
 # Execution statuses that need a human; SUCCEEDED runs report through the `notify` step.
 ALERT_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
@@ -86,19 +87,37 @@ class Alerts(Construct):
         return rule
 
     def alarm_on_errors(
-        self, functions: Mapping[str, lambda_.IFunction], *, thresholds: Mapping[str, int]
+        self, functions: Mapping[str, lambda_.IFunction], *, service: str
     ) -> list[cloudwatch.Alarm]:
-        """One alarm per step. Typed domain errors count as Lambda errors too, so a step whose errors are
-        routine (verify_key while IAM propagates) gets a higher threshold from `thresholds`."""
+        """One alarm per step on its *unexpected* errors: Lambda errors minus the typed domain errors the step
+        reported itself (`ExpectedError`, handlers/_common.py). Domain errors (a server that did not confirm,
+        IAM still propagating a new key, a rotation already running) are how a step tells the state machine
+        what happened; a failed rotation alerts through the failed-execution rule. What is left — an
+        exception of no known kind, a timeout, running out of memory, an import error — alarms at once."""
         alarms = []
         action = cloudwatch_actions.SnsAction(self.topic)
+        period = Duration.minutes(5)
         for step, function in functions.items():
+            expected = cloudwatch.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name=EXPECTED_ERROR_METRIC,
+                dimensions_map={"service": service, "step": step},
+                statistic="Sum",
+                period=period,
+            )
+            unexpected = cloudwatch.MathExpression(
+                expression="FILL(errors, 0) - FILL(expected, 0)",
+                using_metrics={"errors": function.metric_errors(period=period, statistic="Sum"),
+                               "expected": expected},
+                label=f"{step}: unexpected errors",
+                period=period,
+            )
             alarm = cloudwatch.Alarm(
                 self,
                 f"Errors-{step}",
                 alarm_description=f"The {step} step of the IAM key rotation failed unexpectedly",
-                metric=function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
-                threshold=thresholds.get(step, 1),
+                metric=unexpected,
+                threshold=1,
                 evaluation_periods=1,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,

@@ -16,3 +16,8 @@ STEPS = (
     "notify",
     "select_due",
 )
+
+# The CloudWatch metrics every step emits (Powertools EMF; dimensions: service, step). The CDK app's error
+# alarms count the Lambda errors that are not EXPECTED_ERROR_METRIC (infra/constructs/alerts.py).
+METRICS_NAMESPACE = "KeyRotation"
+EXPECTED_ERROR_METRIC = "ExpectedError"

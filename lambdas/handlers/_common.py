@@ -14,13 +14,15 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from rotation.errors import RotationError
 
+from handlers import EXPECTED_ERROR_METRIC, METRICS_NAMESPACE
+
 Step = Callable[[Any], dict[str, Any]]
 Handler = Callable[[Any, Any], dict[str, Any]]
 
 # Powertools objects are stateless between invocations apart from buffers they flush per invocation.
 logger = Logger()  # service name: POWERTOOLS_SERVICE_NAME
 tracer = Tracer()
-metrics = Metrics(namespace="KeyRotation")
+metrics = Metrics(namespace=METRICS_NAMESPACE)
 
 # Fields of the rotation object worth a log line (all non-secret).
 SUMMARY_FIELDS = ("user", "mode", "classification", "resume_from", "old_key_id", "new_key_id", "action",
@@ -46,6 +48,9 @@ def step_handler(step: str, run: Step) -> Handler:
             result = run(event)
         except RotationError as exc:
             metrics.add_metric(name="StepFailed", unit=MetricUnit.Count, value=1)
+            # A typed domain error is how a step tells the state machine what happened (it catches it by
+            # name and alerts through the failed execution); the step's error alarm subtracts these.
+            metrics.add_metric(name=EXPECTED_ERROR_METRIC, unit=MetricUnit.Count, value=1)
             logger.warning("step failed", extra={"error": exc.name, "reason": str(exc)})
             raise
         except Exception:

@@ -189,10 +189,26 @@ def test_failed_timed_out_or_aborted_executions_of_both_machines_alert(synth: Sy
     assert "$.detail.input" not in forwarded and "$.detail.output" not in forwarded
 
 
-def test_every_step_has_an_error_alarm_to_the_topic(synth: Synth) -> None:
+def test_every_step_alarms_on_its_unexpected_errors_only(synth: Synth) -> None:
+    from handlers import EXPECTED_ERROR_METRIC, METRICS_NAMESPACE, STEPS
+
     (topic,) = synth.of_type("AWS::SNS::Topic")
-    alarms = synth.of_type("AWS::CloudWatch::Alarm").values()
-    watched = {a["Properties"]["Dimensions"][0]["Value"]["Ref"] for a in alarms}
-    assert watched == set(synth.of_type("AWS::Lambda::Function"))
-    assert all(a["Properties"]["AlarmActions"] == [{"Ref": topic}] for a in alarms)
-    assert all(a["Properties"]["MetricName"] == "Errors" for a in alarms)
+    alarms = list(synth.of_type("AWS::CloudWatch::Alarm").values())
+    functions = set(synth.of_type("AWS::Lambda::Function"))
+    watched: dict[str, str] = {}
+    for alarm in alarms:
+        properties = alarm["Properties"]
+        assert properties["AlarmActions"] == [{"Ref": topic}] and properties["Threshold"] == 1
+        queries = {q["Id"]: q for q in properties["Metrics"]}
+        # THEN each alarm is Lambda errors minus the domain errors the step reported itself
+        assert queries["expr_1"]["Expression"] == "FILL(errors, 0) - FILL(expected, 0)"
+        assert queries["expr_1"].get("ReturnData", True) is True
+        errors = queries["errors"]["MetricStat"]["Metric"]
+        expected = queries["expected"]["MetricStat"]["Metric"]
+        assert errors["MetricName"] == "Errors" and errors["Namespace"] == "AWS/Lambda"
+        assert (expected["Namespace"], expected["MetricName"]) == (METRICS_NAMESPACE, EXPECTED_ERROR_METRIC)
+        dimensions = {d["Name"]: d["Value"] for d in expected["Dimensions"]}
+        # (the dimensions Powertools writes: its service name and the handler's step)
+        assert dimensions["service"] == "keyrotation" and set(dimensions) == {"service", "step"}
+        watched[dimensions["step"]] = errors["Dimensions"][0]["Value"]["Ref"]
+    assert set(watched) == set(STEPS) and set(watched.values()) == functions

@@ -435,3 +435,49 @@ def test_usage_check_is_skipped_without_an_active_old_key(world: World) -> None:
     world.ssm.add(1, group="db")
     first = drive(world, user="svc-db")
     assert first.rotation["usage"] == {"checked": False, "reason": "no old key"}
+
+
+# -- metrics behind the error alarms ---------------------------------------------------------------
+
+
+def _emitted_metrics(text: str) -> dict[str, dict[str, Any]]:
+    """The EMF records Powertools printed, by metric name (with their dimension values)."""
+    found: dict[str, dict[str, Any]] = {}
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict) or "_aws" not in record:
+            continue
+        for directive in record["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                found[metric["Name"]] = {name: record.get(name) for group in directive["Dimensions"]
+                                         for name in group}
+    return found
+
+
+def test_a_domain_error_is_counted_as_expected_and_an_unknown_one_is_not(
+    world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from handlers import EXPECTED_ERROR_METRIC
+
+    # GIVEN a step that fails with a typed domain error (a request without its execution id)
+    capsys.readouterr()
+    with pytest.raises(Exception, match="execution_id"):
+        handler("prepare")({"user": "svc-web"})
+    # THEN it reports an expected error for that step, which the step's alarm subtracts from Lambda errors
+    domain = _emitted_metrics(capsys.readouterr().out)
+    assert domain[EXPECTED_ERROR_METRIC] == {"service": "keyrotation", "step": "prepare"}
+    # GIVEN a step that fails with an exception of no known kind
+    from handlers import _clients
+
+    def broken() -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(_clients, "iam", broken)
+    with pytest.raises(RuntimeError):
+        handler("select_due")({})
+    # THEN it is not counted as expected: the alarm sees it
+    unknown = _emitted_metrics(capsys.readouterr().out)
+    assert "StepFailed" in unknown and EXPECTED_ERROR_METRIC not in unknown
