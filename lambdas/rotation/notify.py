@@ -33,8 +33,12 @@ def summary(
         lines.append(f"Skipped offline servers: {', '.join(rotation['offline'])}")
     distribution = rotation.get("distribution")
     if isinstance(distribution, Mapping):
+        # check_distribution reports the poll that fails through its error, not through the rotation object:
+        # the counts here are then the previous poll's, and the error line has the final ones.
+        stale = error is not None and error.get("name") == "TargetsUnconfirmed"
+        when = " at the poll before the failing one" if stale else ""
         lines.append(
-            f"Distribution ({distribution.get('action')}): {distribution.get('confirmed')} of "
+            f"Distribution ({distribution.get('action')}){when}: {distribution.get('confirmed')} of "
             f"{distribution.get('total')} confirmed, {distribution.get('pending')} pending"
         )
         for failure in distribution.get("failed") or []:

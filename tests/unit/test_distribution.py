@@ -31,6 +31,9 @@ def test_partial_failure_names_the_server_and_leaves_the_old_key_active(world: W
     assert world.lock_owner() is None
     (message,) = world.messages()
     assert failing in message and "TargetsUnconfirmed" in message
+    # AND the last successful poll's counts are not passed off as the final ones (the error line has them)
+    distribution_line = next(line for line in message.splitlines() if line.startswith("Distribution"))
+    assert "at the poll before the failing one" in distribution_line, message
 
 
 def test_after_fixing_the_server_a_new_run_resumes_at_distribution(world: World) -> None:
