@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,19 @@ PARAM_FLAGS = {
     "ReloadHook": "--reload-hook",
     "Action": "--action",
 }
+
+
+def running_moto() -> Iterator[str]:
+    """A moto server on 127.0.0.1 (free port) for as long as the generator is not closed: its URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
 
 
 def _client(service: str, url: str) -> Any:

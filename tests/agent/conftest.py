@@ -6,17 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_support import FakeSts, Identity, Server, make_identity, make_server
-from moto.server import ThreadedMotoServer
+from agent_support import FakeSts, Identity, Server, make_identity, make_server, running_moto
 
 
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    yield from running_moto()
 
 
 @pytest.fixture

@@ -20,10 +20,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
-from agent_support import APP_UID, Identity, Server, make_identity, make_server, write_credentials  # noqa: E402
+from agent_support import (  # noqa: E402
+    APP_UID,
+    Identity,
+    Server,
+    make_identity,
+    make_server,
+    running_moto,
+    write_credentials,
+)
 
 CREDENTIALS = "/home/app/.aws/credentials"
 OLD = (
@@ -44,11 +51,7 @@ STEPS = 7  # write steps the agent announces (backup temp written, synced, renam
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    yield from running_moto()
 
 
 def _snapshot(server: Server) -> dict[str, bytes]:
