@@ -40,13 +40,26 @@ def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def user_path(iam: IAMClient, user: str) -> str:
-    """The user's IAM path; `UnknownUser` if IAM has no such user."""
+def user_path(iam: IAMClient, user: str, *, managed_path: str) -> str:
+    """The user's IAM path; `UnknownUser` if IAM has no such user, or refuses to show it.
+
+    The steps' roles may call GetUser only on users under the managed path (infra/constructs/steps.py), and
+    IAM answers AccessDenied, not NoSuchEntity, for a user outside it (existing or not): that is the answer
+    a user outside the managed path gets in a real account, so it is the same domain error as a wrong path.
+    """
     try:
         return iam.get_user(UserName=user)["User"]["Path"]
     except ClientError as exc:
-        if error_code(exc) == "NoSuchEntity":
+        code = error_code(exc)
+        if code == "NoSuchEntity":
             raise UnknownUser(f"IAM user {user!r} does not exist") from None
+        if code == "AccessDenied":
+            raise UnknownUser(
+                f"IAM user {user!r} is not under the managed path {managed_path} (or does not exist): IAM "
+                "refused GetUser, and the engine's roles may read only users under that path; move the user "
+                f"there (aws iam update-user --user-name {user} --new-path {managed_path}) or remove it from "
+                "the settings"
+            ) from None
         raise
 
 

@@ -78,7 +78,7 @@ def prepare(
     now: datetime,
 ) -> Rotation:
     user = _user(settings, request.user)
-    path = keys.user_path(iam, user.name)
+    path = keys.user_path(iam, user.name, managed_path=settings.managed_path)
     if not path.startswith(settings.managed_path):
         raise UnknownUser(
             f"IAM user {user.name!r} has path {path}, not under the managed path "

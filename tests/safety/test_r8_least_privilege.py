@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from rotation import keys
+from rotation.errors import UnknownUser
 from safety_harness import Harness
 
 from sandbox import faults
@@ -187,6 +189,7 @@ def test_the_emulator_enforcing_the_deployed_policies_denies_the_rest(
 
     groups = {g: session_of(arn) for g, arn in deployment.group_roles.items()}
     create_key = session_of(deployment.physical[step_roles(assembly.template)["create_key"]]["Arn"])
+    prepare = session_of(deployment.physical[step_roles(assembly.template)["prepare"]]["Arn"])
     users = {u["name"]: u["server_group"] for u in settings["users"]}
     results: dict[tuple[str, str], str] = {}
     # WHEN moto enforces IAM and each role tries what it may and may not do
@@ -207,10 +210,24 @@ def test_the_emulator_enforcing_the_deployed_policies_denies_the_rest(
         results[("create_key", inside)] = _denied_or_allowed(create_and_delete_inside)
         results[("create_key", "svc-outside")] = _denied_or_allowed(
             lambda: iam.create_access_key(UserName="svc-outside"))
+        # prepare reads a user's path with the same scoping: IAM refuses it for a user outside the path,
+        # which the engine reports as that user being outside the managed path (no unexpected error)
+        prepare_iam = harness.emulator.client("iam", **prepare)
+        results[("prepare", inside)] = _denied_or_allowed(
+            lambda: keys.user_path(prepare_iam, inside, managed_path=settings["managed_path"]))
+        try:
+            keys.user_path(prepare_iam, "svc-outside", managed_path=settings["managed_path"])
+            results[("prepare", "svc-outside")] = "allowed"
+        except UnknownUser as exc:
+            results[("prepare", "svc-outside")] = "UnknownUser: " + str(exc).split(":")[0]
     # THEN each group reads its own user's secret only, and create_key manages keys on the managed path only
     expected = {(group, user): "allowed" if users[user] == group else "denied"
                 for group in groups for user in users}
     expected[("create_key", inside)] = "allowed"
     expected[("create_key", "svc-outside")] = "denied"
+    expected[("prepare", inside)] = "allowed"
+    expected[("prepare", "svc-outside")] = (
+        f"UnknownUser: IAM user 'svc-outside' is not under the managed path {settings['managed_path']} "
+        "(or does not exist)")
     assert results == expected
     assert harness.emulator.client("iam").list_access_keys(UserName="svc-outside")["AccessKeyMetadata"] == []

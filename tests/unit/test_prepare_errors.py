@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import botocore.client
 import pytest
+from botocore.exceptions import ClientError
 from rotation_harness import World, drive, handler, secret_id, settings_dict
 
 
@@ -176,3 +179,41 @@ def test_a_tampered_state_is_refused(world: World, path: str, value: object, fie
     with pytest.raises(InvalidRequest) as raised:
         handler("verify_key")(state)
     assert str(raised.value).startswith(f"{field}:"), str(raised.value)
+
+
+def _emitted_metrics(output: str) -> list[dict[str, object]]:
+    """The Embedded Metric Format documents the steps printed (one JSON object a line)."""
+    documents = []
+    for line in output.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            documents.append(json.loads(line))
+    return documents
+
+
+def test_a_user_iam_will_not_show_the_engine_is_refused_as_outside_the_managed_path_without_an_alarm(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a user outside the managed path: in a real account the steps' roles may call GetUser only under
+    # the managed path, so IAM answers AccessDenied (moto evaluates no policy; this models IAM's answer,
+    # which tests/safety/test_r8_least_privilege.py shows the deployed policy gives)
+    world.add_user("svc-db", path="/humans/")
+    before = world.iam_keys("svc-db")
+    real_call = botocore.client.BaseClient._make_api_call
+
+    def iam_as_authorized(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        if operation == "GetUser" and params.get("UserName") == "svc-db":
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "not authorized"}}, operation)
+        return real_call(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", iam_as_authorized)
+    capsys.readouterr()
+    # WHEN its rotation starts
+    run = drive(world, user="svc-db")
+    # THEN the operator reads the domain error naming the path, nothing changed,
+    assert run.error is not None and run.error["name"] == "UnknownUser"
+    assert "'svc-db' is not under the managed path /keyrotation/" in run.error["message"]
+    assert world.iam_keys("svc-db") == before
+    assert world.lock_owner() is None and world.ssm.commands == []
+    # AND prepare counted it as an expected error, which the step's unexpected-error alarm subtracts
+    prepare = [m for m in _emitted_metrics(capsys.readouterr().out) if m.get("step") == "prepare"]
+    assert [m.get("ExpectedError") for m in prepare] == [[1.0]]
