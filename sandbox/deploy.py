@@ -3,8 +3,9 @@
 The sandbox does not hand-write any resource of the product: it synthesizes the real app (`app.build_app`)
 with a generated settings file and creates, in the emulator, what the template says — state machines from
 their `DefinitionString`, Lambda functions with the template's handler, environment and asset code, the SSM
-document content, KMS keys, the lock table, the SNS topic, log groups, roles and the maintenance window with
-its task. Resource types without an effect here (alarms, event rules, policies) are recorded as skipped. The
+document content, KMS keys, the lock table, the SNS topic and its policy, log groups, roles, the maintenance
+window with its task and the alarms (their actions run as AWS would authorize them, sandbox/alarms.py).
+Resource types without an effect here (event rules, other policies) are recorded as skipped. The
 users' secrets are not in the template (the engine creates each on the user's first rotation): their names
 come from the settings. Then it plays the operator: IAM users under the managed path with an initial key
 written into every server's credentials file and, unless the scenario wants the first rotation to adopt it,
@@ -199,6 +200,7 @@ class Deployment:
     window_id: str = ""
     window_task_input: str = ""
     skipped: dict[str, int] = field(default_factory=dict)  # resource type -> count
+    alarms: dict[str, str] = field(default_factory=dict)  # alarm name -> logical id
 
     def user(self, name: str) -> dict[str, Any]:
         return next(u for u in self.settings["users"] if u["name"] == name)
@@ -264,6 +266,13 @@ class _Resolver:
         return re.sub(r"\$\{([^}!]+)\}", replace, text)
 
 
+# The AWS::CloudWatch::Alarm properties that are PutMetricAlarm's parameters of the same name.
+_ALARM_PROPERTIES = (
+    "AlarmDescription", "ActionsEnabled", "AlarmActions", "OKActions", "InsufficientDataActions",
+    "MetricName", "Namespace", "Statistic", "Dimensions", "Period", "EvaluationPeriods", "DatapointsToAlarm",
+    "Threshold", "ComparisonOperator", "TreatMissingData", "Metrics",
+)
+
 # Creation order: what later resources reference comes first.
 _ORDER = [
     "AWS::KMS::Key",
@@ -276,6 +285,8 @@ _ORDER = [
     "AWS::StepFunctions::StateMachine",
     "AWS::SSM::MaintenanceWindow",
     "AWS::SSM::MaintenanceWindowTask",
+    "AWS::SNS::TopicPolicy",
+    "AWS::CloudWatch::Alarm",  # its actions run as the topic's and key's policies allow (sandbox/alarms.py)
     "AWS::IAM::Policy",  # names functions and machines; moto does not enforce IAM anyway
 ]
 
@@ -371,9 +382,23 @@ def _create(emulator: Emulator, assembly: Assembly, deployment: Deployment, reso
         out = {"Ref": name, "Arn": f"arn:aws:logs:{region}:{account}:log-group:{name}:*"}
     elif kind == "AWS::SNS::Topic":
         name = props.get("TopicName") or _physical_name(logical, 256)
-        arn = emulator.client("sns").create_topic(Name=name)["TopicArn"]
+        attributes = {"KmsMasterKeyId": resolve(props["KmsMasterKeyId"])} if "KmsMasterKeyId" in props else {}
+        arn = emulator.client("sns").create_topic(Name=name, Attributes=attributes)["TopicArn"]
         out = {"Ref": arn, "TopicArn": arn, "TopicName": name}
         deployment.topic_arn = arn
+    elif kind == "AWS::SNS::TopicPolicy":
+        # Replaces each topic's default policy, as CloudFormation does (sandbox/alarms.py evaluates it).
+        policy = json.dumps(resolve(props["PolicyDocument"]))
+        for topic in resolve(props["Topics"]):
+            emulator.client("sns").set_topic_attributes(TopicArn=topic, AttributeName="Policy",
+                                                        AttributeValue=policy)
+        out = {"Ref": logical}
+    elif kind == "AWS::CloudWatch::Alarm":
+        name = props.get("AlarmName") or _physical_name(logical, 255)
+        alarm = {key: resolve(props[key]) for key in _ALARM_PROPERTIES if key in props}
+        emulator.client("cloudwatch").put_metric_alarm(AlarmName=name, **alarm)
+        out = {"Ref": name, "Arn": f"arn:aws:cloudwatch:{region}:{account}:alarm:{name}"}
+        deployment.alarms[name] = logical
     elif kind == "AWS::DynamoDB::Table":
         name = props.get("TableName") or _physical_name(logical, 255)
         table = emulator.client("dynamodb").create_table(

@@ -1,7 +1,8 @@
-"""Every change the sandbox makes to moto, in one module.
+"""Every change the sandbox makes to moto, registered in one module.
 
 moto 5.2.5 executes state machines but cannot run Lambda code without Docker, records Run Command without
-running anything, and lacks `ListCommandInvocations` and `DescribeInstanceInformation`. Each patch below
+running anything, lacks `ListCommandInvocations` and `DescribeInstanceInformation`, and runs no alarm action
+(sandbox/alarms.py runs them as the topic's and key's policies allow). Each patch below
 checks at install time that the name it replaces exists and that moto still lacks what it adds, so a moto
 upgrade fails loudly here instead of silently changing what the sandbox proves.
 
@@ -35,6 +36,8 @@ from typing import Any, Protocol
 
 import moto
 import yaml
+
+from sandbox import alarms
 
 MOTO_VERSION = "5.2.5"
 MOTO_CONFIG: dict[str, Any] = {
@@ -120,6 +123,7 @@ _saved_config: dict[str, Any] = {}
 def _patch_list() -> list[_Patch]:
     from moto import backends as moto_backends
     from moto.awslambda_simple.models import LambdaSimpleBackend
+    from moto.cloudwatch.models import Alarm
     from moto.ssm import models as ssm_models
     from moto.ssm.responses import SimpleSystemManagerResponse
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
@@ -149,6 +153,8 @@ def _patch_list() -> list[_Patch]:
         _Patch(moto_backends, "list_of_moto_modules", _listed_once, must_exist=True),
         _Patch(StateTaskServiceSfn, "_normalise_parameters", _wrap_sfn_parameters, must_exist=True),
         _Patch(StateTaskServiceSfn, "_normalise_response", add(_sfn_response), must_exist=False),
+        # CloudWatch runs an alarm's SNS actions only as the topic and key policies allow (sandbox/alarms.py).
+        _Patch(Alarm, "update_state", alarms.wrap_update_state, must_exist=True),
         _Patch(backend, "send_command", _wrap_send_command, must_exist=True),
         _Patch(backend, "list_commands", _wrap_refreshing, must_exist=True),
         _Patch(ssm_models.Command, "get_invocation", _wrap_get_invocation, must_exist=True),

@@ -52,6 +52,22 @@ class Alerts(Construct):
             master_key=self.key,
             enforce_ssl=True,
         )
+        # enforce_ssl and the EventBridge target make CDK write an AWS::SNS::TopicPolicy, which replaces the
+        # topic's default policy: CloudWatch alarm actions (published as cloudwatch.amazonaws.com) need their
+        # own allow, for this account's alarms only. EventBridge's statement is CDK's (SnsTopic target).
+        alarms_of_this_account = f"{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:*"
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowAlarmsOfThisAccount",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    "ArnLike": {"aws:SourceArn": f"arn:{Aws.PARTITION}:cloudwatch:{alarms_of_this_account}"},
+                },
+            )
+        )
         if email:
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
 
