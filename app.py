@@ -67,6 +67,8 @@ def build_app(
         asset_dir=stage_lambda_asset(config, ROOT / "lambdas"),
         document_content=render_document(),
         powertools_version=powertools_version(),
+        # Where Powertools' public parameter does not exist: `-c powertools_layer_parameter=/my/layer-arn`.
+        powertools_parameter=app.node.try_get_context("powertools_layer_parameter"),
     )
     if checks:
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnParameter, Stack
+from aws_cdk import CfnDynamicReference, CfnDynamicReferenceService, Stack
 from constructs import Construct
 
 from infra.config import InfraConfig
@@ -21,6 +22,20 @@ from infra.constructs.workflows import RotationWorkflows
 
 # Powertools for AWS Lambda publishes, per region, the layer ARN of each release under this public SSM path.
 POWERTOOLS_PARAMETER = "/aws/service/powertools/python/x86_64/python3.12/{version}"
+# An SSM parameter name, as the `powertools_layer_parameter` context key may give one (partitions or regions
+# without Powertools' public parameter keep their own copy of the layer).
+SSM_PARAMETER_NAME = re.compile(r"^/[A-Za-z0-9_.\-/]{1,1010}$")
+
+
+def powertools_layer(version: str, parameter: str | None = None) -> str:
+    """The layer ARN as CloudFormation resolves it at each deploy: an `ssm` dynamic reference to the pinned
+    release's parameter. Not a CfnParameter: `cdk deploy` keeps a parameter's previous value, so a new pin
+    would never reach a stack deployed before it; the reference's name changes with the pin, so the template
+    changes and CloudFormation updates every function's layer."""
+    name = parameter or POWERTOOLS_PARAMETER.format(version=version)
+    if not SSM_PARAMETER_NAME.match(name):
+        raise ValueError(f"powertools_layer_parameter: {name!r} is not an SSM parameter name (/path/name)")
+    return CfnDynamicReference(CfnDynamicReferenceService.SSM, name).to_string()
 
 
 class KeyRotationStack(Stack):
@@ -33,17 +48,11 @@ class KeyRotationStack(Stack):
         asset_dir: Path,
         document_content: Mapping[str, Any],
         powertools_version: str,
+        powertools_parameter: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         settings = config.settings
-        powertools = CfnParameter(
-            self,
-            "PowertoolsLayerArn",
-            type="AWS::SSM::Parameter::Value<String>",
-            default=POWERTOOLS_PARAMETER.format(version=powertools_version),
-            description="Public SSM parameter holding the Powertools for AWS Lambda (Python) v3 layer ARN",
-        )
         alerts = Alerts(self, "Alerts", email=settings.alerts.email)
         secrets = UserSecrets(self, "Secrets")
         lock = LockTable(self, "Lock")
@@ -53,7 +62,7 @@ class KeyRotationStack(Stack):
             "Steps",
             settings=settings,
             asset_dir=asset_dir,
-            powertools_layer_arn=powertools.value_as_string,
+            powertools_layer_arn=powertools_layer(powertools_version, powertools_parameter),
             secrets_key=secrets.key,
             lock_table=lock.table,
             document_name=document.name,

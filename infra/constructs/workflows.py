@@ -22,6 +22,15 @@ from rotation.settings import Settings
 from infra.arns import executions_arn
 from infra.nag import acknowledge, resource_finding
 
+# Step Functions' vended-logs prefix (docs/deploy.md, "What the emulator does not check").
+VENDED_LOGS_PREFIX = "/aws/vendedlogs/states/"
+
+
+def vended_log_group_name(stack_name: str, machine: str) -> str:
+    """One group per machine and stack (a second stack per account gets its own), under the vended prefix."""
+    return f"{VENDED_LOGS_PREFIX}{stack_name}-{machine}"
+
+
 # Lambda's own transient failures (throttling, service errors): retried on every task.
 TRANSIENT_LAMBDA_ERRORS = (
     "Lambda.ServiceException",
@@ -84,7 +93,7 @@ class RotationWorkflows(Construct):
             definition_body=sfn.DefinitionBody.from_chainable(
                 self._rotation_definition(settings.defaults.waits.verify_interval_seconds)
             ),
-            logs=self._logs("RotationLogs"),
+            logs=self._logs("RotationLogs", "rotation"),
             tracing_enabled=True,
         )
         self.scheduled = sfn.StateMachine(
@@ -95,7 +104,7 @@ class RotationWorkflows(Construct):
             definition_body=sfn.DefinitionBody.from_chainable(
                 self._scheduled_definition(settings.schedule.max_parallel_users)
             ),
-            logs=self._logs("ScheduledLogs"),
+            logs=self._logs("ScheduledLogs", "scheduled"),
             tracing_enabled=True,
         )
         self._acknowledge_generated_grants()
@@ -125,9 +134,15 @@ class RotationWorkflows(Construct):
             "names are per user and date, so only the rotation machine's executions can be named.",
         )
 
-    def _logs(self, construct_id: str) -> sfn.LogOptions:
-        # Every event, but never state data: input/output stay in the execution history only.
+    def _logs(self, construct_id: str, machine: str) -> sfn.LogOptions:
+        """Every event, but never state data: input/output stay in the execution history only.
+
+        The group is named under `/aws/vendedlogs/states/`: Step Functions then delivers to it without adding
+        it to the account's CloudWatch Logs resource policy, whose 5,120-character limit otherwise makes
+        CreateStateMachine fail with InvalidLoggingConfiguration once an account has enough such groups.
+        """
         group = logs.LogGroup(self, construct_id, retention=logs.RetentionDays.ONE_YEAR,
+                              log_group_name=vended_log_group_name(Stack.of(self).stack_name, machine),
                               removal_policy=RemovalPolicy.DESTROY)
         return sfn.LogOptions(destination=group, level=sfn.LogLevel.ALL, include_execution_data=False)
 

@@ -106,14 +106,46 @@ def test_lambdas_run_their_step_with_the_contract_environment(synth: Synth) -> N
             "SECRETS_KEY_ARN": {"Fn::GetAtt": [secrets_key, "Arn"]},
             "POWERTOOLS_SERVICE_NAME": "keyrotation",
         }
-        assert properties["Layers"] == [{"Ref": "PowertoolsLayerArn"}]
+        assert properties["Layers"] == [POWERTOOLS_REFERENCE.format(version=powertools_version())]
+
+
+POWERTOOLS_REFERENCE = "{{{{resolve:ssm:/aws/service/powertools/python/x86_64/python3.12/{version}}}}}"
 
 
 def test_powertools_layer_is_the_release_pinned_for_the_lambdas(synth: Synth) -> None:
-    parameter = synth.template["Parameters"]["PowertoolsLayerArn"]
-    assert parameter["Type"] == "AWS::SSM::Parameter::Value<String>"
-    assert parameter["Default"] == f"/aws/service/powertools/python/x86_64/python3.12/{powertools_version()}"
+    # GIVEN the pin the tests and the sandbox run with THEN every function's layer is that release's, resolved
+    # by CloudFormation at each deploy, and no template parameter holds it (cdk deploy keeps old values)
     assert powertools_version() in (ROOT / "requirements" / "lambda.txt").read_text(encoding="utf-8")
+    layers = {json.dumps(f["Properties"]["Layers"]) for f in synth.of_type("AWS::Lambda::Function").values()}
+    assert layers == {json.dumps([POWERTOOLS_REFERENCE.format(version=powertools_version())])}
+    assert set(synth.template.get("Parameters", {})) <= {"BootstrapVersion"}
+
+
+@pytest.mark.slow
+def test_a_new_powertools_pin_changes_the_template_so_an_existing_stack_upgrades(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from infra_synth import SETTINGS, cdk_context
+
+    import app as cdk_app
+
+    def layers(outdir: Path, **context: str) -> set[str]:
+        cdk_app.build_app(SETTINGS, context={**cdk_context(), **context}, outdir=str(outdir), checks=False,
+                          builtin_validation=False).synth()
+        template = json.loads((outdir / f"{cdk_app.STACK_ID}.template.json").read_text(encoding="utf-8"))
+        return {layer for resource in template["Resources"].values()
+                if resource["Type"] == "AWS::Lambda::Function" for layer in resource["Properties"]["Layers"]}
+
+    # GIVEN requirements/lambda.txt pins a newer Powertools WHEN the app synthesizes
+    monkeypatch.setattr(cdk_app, "powertools_version", lambda: "3.99.0")
+    # THEN the functions' layer text changes with it (a change set CloudFormation applies on update)
+    assert layers(tmp_path / "newer") == {POWERTOOLS_REFERENCE.format(version="3.99.0")}
+    # AND an operator's own parameter (a partition without Powertools' public one) replaces the public path
+    assert layers(tmp_path / "own", powertools_layer_parameter="/platform/powertools-layer-arn") == {
+        "{{resolve:ssm:/platform/powertools-layer-arn}}"}
+    # AND a value that is no parameter name is refused, naming the context key
+    with pytest.raises(ValueError, match="powertools_layer_parameter: 'arn:aws:lambda:x' is not an SSM"):
+        layers(tmp_path / "bad", powertools_layer_parameter="arn:aws:lambda:x")
 
 
 def test_lambda_asset_is_the_lambdas_tree_with_the_validated_settings(synth: Synth) -> None:
@@ -212,3 +244,21 @@ def test_every_step_alarms_on_its_unexpected_errors_only(synth: Synth) -> None:
         assert dimensions["service"] == "keyrotation" and set(dimensions) == {"service", "step"}
         watched[dimensions["step"]] = errors["Dimensions"][0]["Value"]["Ref"]
     assert set(watched) == set(STEPS) and set(watched.values()) == functions
+
+
+def test_state_machines_log_to_vended_log_groups_of_their_own_stack(synth: Synth) -> None:
+    # GIVEN the two machines WHEN they log THEN to a group under /aws/vendedlogs/states/ (Step Functions then
+    # needs no entry in the account's size-limited CloudWatch Logs resource policy), one per machine and stack
+    names = []
+    for machine in synth.of_type("AWS::StepFunctions::StateMachine").values():
+        (destination,) = machine["Properties"]["LoggingConfiguration"]["Destinations"]
+        group = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
+        name = synth.resources[group]["Properties"]["LogGroupName"]
+        assert name.startswith("/aws/vendedlogs/states/IamKeyRotation-") and len(name) <= 512, name
+        names.append(name)
+    assert sorted(names) == ["/aws/vendedlogs/states/IamKeyRotation-rotation",
+                             "/aws/vendedlogs/states/IamKeyRotation-scheduled"]
+    # AND a second stack in the account (`-c stack_name=…`) gets groups of its own
+    from infra.constructs.workflows import vended_log_group_name
+
+    assert vended_log_group_name("IamKeyRotation-b", "rotation") not in names
