@@ -27,9 +27,7 @@ CFN_MAX_OUTPUTS = 200
 STACK_RESOURCES_WITHOUT_GROUPS = 93
 MAX_SERVER_GROUPS = min(CFN_MAX_OUTPUTS, CFN_MAX_RESOURCES - STACK_RESOURCES_WITHOUT_GROUPS)
 
-# The scheduled machine names executions `<user>-<YYYY-MM-DD>T<HHMM>`: at most 80 characters, and none of
-# whitespace < > { } [ ] ? * " # % \ ^ | ~ ` $ & , ; : /. The engine's rules already keep IAM user names
-# (at most 64 characters) clear of all of them but ','; secret names (prefix + user) exclude ',' too.
+# The scheduled machine names executions by lambdas/rotation/names.py: `0-9A-Za-z-_` only, at most 80.
 
 
 @dataclass(frozen=True)

@@ -324,16 +324,9 @@ class RotationWorkflows(Construct):
         select_due = self._step("select_due", result_path="$.selection")
         select_due.add_catch(failed, errors=["States.ALL"], result_path="$.error")
 
-        # select_due returns {"due": [<rotation execution input>, ...], ...}. Each child execution is named
-        # `<user>-<YYYY-MM-DD>T<HHMM>` after this scheduled execution's start (UTC), so operators find a
-        # user's rotation in the console; at most 64 + 16 characters (see infra/config.py).
-        start_time = sfn.JsonPath.string_split(sfn.JsonPath.string_at("$$.Execution.StartTime"), ":")
-        execution_name = sfn.JsonPath.format(
-            "{}-{}{}",
-            sfn.JsonPath.string_at("$$.Map.Item.Value.user"),
-            sfn.JsonPath.array_get_item(start_time, 0),
-            sfn.JsonPath.array_get_item(start_time, 1),
-        )
+        # select_due returns {"due": [{"name": …, "input": <rotation execution input>}, ...], ...}. The name
+        # (lambdas/rotation/names.py) is the user's safe stem and the run's minute: operators find a user's
+        # rotation in the console, and it holds only the characters Step Functions allows when logging.
         start_rotation = tasks.StepFunctionsStartExecution(
             self,
             "start_rotation",
@@ -366,7 +359,8 @@ class RotationWorkflows(Construct):
             "rotate_due_users",
             state_name="rotate_due_users",
             items_path="$.selection.due",
-            item_selector={"input": sfn.JsonPath.object_at("$$.Map.Item.Value"), "name": execution_name},
+            item_selector={"input": sfn.JsonPath.object_at("$$.Map.Item.Value.input"),
+                           "name": sfn.JsonPath.string_at("$$.Map.Item.Value.name")},
             max_concurrency=max_parallel_users,
             result_path="$.results",
         )

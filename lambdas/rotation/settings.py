@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rotation.errors import InvalidSettings
+from rotation.names import check_unique_stems
 
 __all__ = [
     "CREDENTIALS_FILE_PATTERN",
@@ -272,6 +273,7 @@ def load_settings(data: Any) -> Settings:
                   for i, item in enumerate(_list(root["users"], "users")))
     # IAM user names are unique regardless of case.
     _unique([user.name.lower() for user in users], "users", "name")
+    check_unique_stems([user.name for user in users], "users")
     _no_shared_profiles(users)
     return Settings(managed_path=managed_path, secret_prefix=secret_prefix, defaults=defaults,
                     schedule=schedule, alerts=alerts, server_groups=groups, users=users)

@@ -46,7 +46,7 @@ def test_a_missing_file_or_bad_yaml_is_a_clear_error(tmp_path: Path) -> None:
 def test_user_names_must_be_usable_in_execution_names(tmp_path: Path) -> None:
     data = _settings()
     data["users"][2]["name"] = "svc,db"
-    # (the scheduled machine names executions after users; ',' is not allowed there)
+    # (IAM allows ',' in a user name, Secrets Manager not in the user's secret name)
     with pytest.raises(InvalidSettings, match=r"users\[2\]\.name: "):
         load_config(_write(tmp_path, data))
 

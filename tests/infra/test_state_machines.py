@@ -106,7 +106,7 @@ def test_scheduled_machine_rotates_due_users_with_bounded_concurrency(synth: Syn
     assert definition["StartAt"] == "select_due"
     rotate = definition["States"]["rotate_due_users"]
     assert rotate["Type"] == "Map" and rotate["ItemsPath"] == "$.selection.due"
-    assert rotate["ItemSelector"]["input.$"] == "$$.Map.Item.Value"
+    assert rotate["ItemSelector"]["input.$"] == "$$.Map.Item.Value.input"
     assert rotate["MaxConcurrency"] == synth.config.settings.schedule.max_parallel_users == 7
     start = rotate["ItemProcessor"]["States"]["start_rotation"]
     assert start["Resource"].endswith(":states:::states:startExecution.sync:2")
@@ -117,13 +117,9 @@ def test_scheduled_machine_rotates_due_users_with_bounded_concurrency(synth: Syn
     ]
     assert start["Parameters"]["StateMachineArn"].endswith(f":stateMachine:{rotation_id}")
     assert start["Parameters"]["Input.$"] == "$.input"
-    # Named after the user and the scheduled run's start (date and time), so operators can find it.
+    # Named as select_due names it (the user's safe stem and the run's minute, rotation/names.py).
     assert start["Parameters"]["Name.$"] == "$.name"
-    name = rotate["ItemSelector"]["name.$"]
-    assert (
-        name.startswith("States.Format('{}-{}{}', $$.Map.Item.Value.user,")
-        and "$$.Execution.StartTime" in name
-    )
+    assert rotate["ItemSelector"]["name.$"] == "$$.Map.Item.Value.name"
     # A failed rotation of one user is recorded, not allowed to abort the others.
     assert start["Catch"][0]["Next"] == "rotation_failed"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -343,8 +344,10 @@ def test_select_due_picks_managed_users_with_old_keys(world: World) -> None:
     world.iam.create_access_key(UserName="svc-other")
     # WHEN the scheduled run asks THEN only svc-web is due
     result = handler("select_due")({})
-    assert result == {"due": [{"user": "svc-web", "mode": "standard"}], "checked": 2, "not_in_iam": [],
-                      "deferred": 0, "deferred_users": []}
+    assert [item["input"] for item in result["due"]] == [{"user": "svc-web", "mode": "standard"}]
+    assert re.fullmatch(r"svc-web-[0-9a-f]{8}-\d{8}T\d{4}", result["due"][0]["name"])
+    assert {k: v for k, v in result.items() if k != "due"} == {"checked": 2, "not_in_iam": [], "deferred": 0,
+                                                               "deferred_users": []}
 
 
 def test_select_due_honours_per_user_max_age_and_reports_missing_users(world: World) -> None:
@@ -352,7 +355,7 @@ def test_select_due_honours_per_user_max_age_and_reports_missing_users(world: Wo
     world.age_key("svc-web", web_key, days=10)
     world.write_settings(settings_dict(max_key_age_days=7))
     result = handler("select_due")({})
-    assert result["due"] == [{"user": "svc-web", "mode": "standard"}]
+    assert [item["input"] for item in result["due"]] == [{"user": "svc-web", "mode": "standard"}]
     assert result["not_in_iam"] == ["svc-db"]
 
 
@@ -376,7 +379,7 @@ def test_a_scheduled_run_takes_the_most_overdue_users_up_to_its_limit(world: Wor
     # WHEN the scheduled run asks
     result = handler("select_due")({})
     # THEN it gets the one that waited longest, and the other is counted and named as left for next time
-    assert result["due"] == [{"user": "svc-db", "mode": "standard"}]
+    assert [item["input"] for item in result["due"]] == [{"user": "svc-db", "mode": "standard"}]
     assert (result["deferred"], result["deferred_users"]) == (1, ["svc-web"])
 
 
