@@ -713,8 +713,16 @@ class AwsClient:
 
     def _config(self) -> Any:
         from botocore.config import Config
+        from botocore.exceptions import InvalidRetryConfigurationError
 
-        return Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=10, read_timeout=30)
+        try:
+            return Config(
+                retries={"mode": "standard", "max_attempts": 4}, connect_timeout=10, read_timeout=30
+            )
+        except InvalidRetryConfigurationError:
+            # botocore < 1.15 (e.g. Ubuntu 18.04's python3-botocore, on Python 3.6) has no retry modes: it
+            # refuses "mode", which would fail every call. Its legacy retries still cover throttling.
+            return Config(retries={"max_attempts": 4}, connect_timeout=10, read_timeout=30)
 
     def _share_loader(self, session: Any) -> None:
         """One data loader for every session of this run (same data path): botocore's JSON (endpoints,

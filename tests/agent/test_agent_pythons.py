@@ -300,3 +300,31 @@ def test_no_python_3_6_or_newer_is_reported(
     assert result["message"] == "no python3 >= 3.6 found on this server"
     assert calls(tmp_path / "python3.log") == [PROBE]
     assert snapshot(server.root) == before
+
+
+def test_a_botocore_without_retry_modes_still_gets_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore < 1.15 (Ubuntu 18.04's python3-botocore on Python 3.6) refuses retries={"mode": ...} with
+    InvalidRetryConfigurationError: the agent must then use the legacy retries, not fail every call.
+    (Checked by hand with botocore 1.12.253 and 1.26.10 on Python 3.6; this stands in for the old Config.)"""
+    import importlib.util
+
+    import botocore.config
+    from agent_support import AGENT
+    from botocore.exceptions import InvalidRetryConfigurationError
+
+    real_config = botocore.config.Config
+
+    def old_config(*args: Any, **kwargs: Any) -> Any:
+        if "mode" in (kwargs.get("retries") or {}):
+            raise InvalidRetryConfigurationError(retry_config_option="mode", valid_options="max_attempts")
+        return real_config(*args, **kwargs)
+
+    monkeypatch.setattr(botocore.config, "Config", old_config)
+    monkeypatch.setenv("KEYROTATION_AWS_CLIENT", "botocore")
+    spec = importlib.util.spec_from_file_location("keyrotation_agent_old_botocore", AGENT)
+    assert spec is not None and spec.loader is not None
+    agent = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(agent)
+    config = agent.AwsClient()._config()
+    assert config.retries == {"max_attempts": 4}
+    assert (config.connect_timeout, config.read_timeout) == (10, 30)
