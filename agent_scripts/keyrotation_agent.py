@@ -3,8 +3,15 @@
 """Key rotation agent: writes the current access key of a secret into one profile of a credentials file.
 
 Runs on the server (as root, from the Run Command document ``rotate-access-key``, or by hand for debugging).
-Python 3.8+ and the standard library only; AWS calls go through botocore when it is importable, else through
-the AWS CLI (v1 or v2). See docs/agent.md for what it may touch, its exit codes and its result line.
+Python 3.6+ (RHEL 8's /usr/libexec/platform-python is 3.6) and the standard library only; AWS calls go through
+botocore when it is importable, else through the AWS CLI (v1 or v2). See docs/agent.md for what it may touch,
+its exit codes and its result line.
+
+Python 3.6 is why this file has no ``from __future__ import annotations`` (3.7+), no dataclasses, walrus,
+positional-only parameters or ``subprocess.run(capture_output=..., text=...)``: annotations are evaluated at
+definition time, so a name used in one must already be defined (or be a string); local variables are typed
+with ``# type:`` comments. ruff checks this file against Python 3.7 syntax; tests/agent/test_agent_pythons.py
+runs it on every CPython from 3.6 to 3.13.
 
 Action ``rotate``:
   1. validate every input (the document's patterns, again) and refuse unsafe targets;
@@ -18,8 +25,6 @@ Action ``verify`` checks, writing nothing, that the profile holds ExpectedAccess
 Test affordances (docs/design.md section 6 and docs/agent.md): ``KEYROTATION_ROOT`` prefixes every path the
 agent touches; ``AWS_ENDPOINT_URL`` is honoured by botocore and the CLI; the ``KEYROTATION_*`` tunables below.
 """
-
-from __future__ import annotations
 
 import argparse
 import configparser
@@ -708,8 +713,16 @@ class AwsClient:
 
     def _config(self) -> Any:
         from botocore.config import Config
+        from botocore.exceptions import InvalidRetryConfigurationError
 
-        return Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=10, read_timeout=30)
+        try:
+            return Config(
+                retries={"mode": "standard", "max_attempts": 4}, connect_timeout=10, read_timeout=30
+            )
+        except InvalidRetryConfigurationError:
+            # botocore < 1.15 (e.g. Ubuntu 18.04's python3-botocore, on Python 3.6) has no retry modes: it
+            # refuses "mode", which would fail every call. Its legacy retries still cover throttling.
+            return Config(retries={"max_attempts": 4}, connect_timeout=10, read_timeout=30)
 
     def _share_loader(self, session: Any) -> None:
         """One data loader for every session of this run (same data path): botocore's JSON (endpoints,

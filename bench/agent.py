@@ -161,7 +161,8 @@ def _parts(document: dict[str, Any], env: dict[str, str], repeats: int, workdir:
     script = "\n".join(lines)
     b64 = re.search(r"KEYROTATION_AGENT_B64='([^']*)'", script)
     decoder = re.search(r"KEYROTATION_DECODER='([^']*)'", script)
-    if b64 is None or decoder is None:
+    probe = re.search(r'"\$candidate" -c "([^"]*)"', script)
+    if b64 is None or decoder is None or probe is None:
         return {"error": "the document's script changed: parts not measured"}
     python = str(Path(sys.executable).parent / "python3")
     (workdir / "agent.b64").write_text(b64.group(1))
@@ -181,7 +182,7 @@ def _parts(document: dict[str, Any], env: dict[str, str], repeats: int, workdir:
     commands = {
         "sh -c true": ["sh", "-c", "true"],
         "python3 -c pass": [python, "-c", "pass"],
-        "python version probe": [python, "-c", "import sys; sys.exit(sys.version_info < (3, 8))"],
+        "python version probe": [python, "-c", probe.group(1)],
         "unpack the agent": [python, "-c", decoder.group(1), str(workdir / "agent.b64"), str(agent)],
         "python3 -c 'import botocore.session'": [python, "-c", "import botocore.session"],
         "agent verify (botocore)": [python, str(agent), *args],

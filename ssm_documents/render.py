@@ -2,7 +2,8 @@
 
 The deployed document must be self-contained (nothing is pre-installed on servers), so the agent's source is
 embedded as zlib-compressed base64 in place of ``AGENT_PLACEHOLDER`` in every step. Both steps unpack it to a
-private temporary directory and run it with the server's Python 3.8+.
+private temporary directory and run it with the server's Python 3.6+ (the newest one the Linux step finds,
+RHEL 8's ``/usr/libexec/platform-python`` included).
 
 Used by the CDK app (``render_document()`` is the ``Content`` of the ``AWS::SSM::Document``), the sandbox and
 the tests.

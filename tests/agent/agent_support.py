@@ -161,13 +161,16 @@ class Server:
         *,
         via: str = "env",
         env: dict[str, str] | None = None,
-        python: str = sys.executable,
+        python: str | None = None,
         umask: int = 0o077,  # as under the document's step
     ) -> subprocess.Popen[str]:
-        """Start the agent: parameters as SSM_* variables (as Run Command passes them) or as flags."""
+        """Start the agent: parameters as SSM_* variables (as Run Command passes them) or as flags.
+
+        The interpreter is ``python``, else $KEYROTATION_TEST_AGENT_PYTHON (to run every agent test on, say,
+        Python 3.6: docs/agent.md), else the tests' own."""
         full_env = self.base_env()
         full_env.update(env or {})
-        argv = [python, str(AGENT)]
+        argv = [python or os.environ.get("KEYROTATION_TEST_AGENT_PYTHON") or sys.executable, str(AGENT)]
         if via == "env":
             full_env.update({f"SSM_{name}": value for name, value in params.items()})
         else:
@@ -200,6 +203,21 @@ def make_server(root: Path, moto_url: str) -> Server:
     home.mkdir(mode=0o750)
     os.chown(home, APP_UID, APP_GID)
     return Server(root=root, moto_url=moto_url)
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int, int, bytes | str]]:
+    """Every entry under root: mode, uid, gid and content (or link target)."""
+    state: dict[str, tuple[int, int, int, bytes | str]] = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        if path.is_symlink():
+            content: bytes | str = str(path.readlink())
+        elif path.is_file():
+            content = path.read_bytes()
+        else:
+            content = b""
+        state[str(path.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid, content)
+    return state
 
 
 def write_credentials(server: Server, content: bytes, logical: str = "/home/app/.aws/credentials") -> Path:

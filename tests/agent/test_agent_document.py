@@ -176,7 +176,7 @@ def test_linux_step_failure_exits_non_zero_with_the_agent_code(
     assert parse_single_result(proc.stdout)["error"] == "stale_secret"
 
 
-def test_linux_step_skips_a_python_older_than_3_8(
+def test_linux_step_skips_a_python_older_than_3_6(
     document: dict[str, Any], server: Server, identity: Identity, tmp_path: Path
 ) -> None:
     # GIVEN the first python3 on PATH is too old (it fails the version probe and records how it was called)
@@ -191,4 +191,4 @@ def test_linux_step_skips_a_python_older_than_3_8(
     proc = run_linux_step(document, tmp_path / "work", env)
     # THEN another interpreter ran the agent; the old one was only probed
     assert proc.returncode == 0, proc.stderr
-    assert log.read_text().splitlines() == ["-c import sys; sys.exit(sys.version_info < (3, 8))"]
+    assert log.read_text().splitlines() == ["-c import sys; sys.exit(sys.version_info < (3, 6))"]

@@ -4,28 +4,12 @@ links, foreign owners, writable directories, unknown users, missing parents."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
-from agent_support import Identity, Server, write_credentials
+from agent_support import Identity, Server, snapshot, write_credentials
 
 OLD = b"[default]\naws_access_key_id = AKIASSMAGENTSSMAGENT\naws_secret_access_key = agent\n"
 WEB_UID = 1001
-
-
-def snapshot(root: Path) -> dict[str, tuple[int, int, int, bytes | str]]:
-    """Every entry under root: mode, uid, gid and content (or link target)."""
-    state: dict[str, tuple[int, int, int, bytes | str]] = {}
-    for path in sorted(root.rglob("*")):
-        st = path.lstat()
-        if path.is_symlink():
-            content: bytes | str = str(path.readlink())
-        elif path.is_file():
-            content = path.read_bytes()
-        else:
-            content = b""
-        state[str(path.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid, content)
-    return state
 
 
 def refused(server: Server, identity: Identity, code: str, **params: str) -> str:

@@ -15,7 +15,6 @@ from agent_support import APP_GID, APP_UID, VENV_BIN, Identity, Server, write_cr
 OTHERS = (
     b"# shared by two daemons\n[other]\naws_access_key_id = AKIAOTHEROTHEROTHER0\naws_secret_access_key = o\n"
 )
-PYTHON38 = Path("/root/.pyenv/versions/3.8.18/bin/python3.8")
 
 
 def botocore_keys(path: Path, profile: str) -> tuple[str, str]:
@@ -110,14 +109,6 @@ def test_cli_path_fetches_and_verifies_with_the_aws_cli(
     calls = log.read_text()
     assert "secretsmanager get-secret-value" in calls
     assert "sts get-caller-identity --profile app" in calls
-    assert botocore_keys(server.path("/home/app/.aws/credentials"), "app")[0] == identity.key_id
-
-
-@pytest.mark.skipif(not PYTHON38.exists(), reason="needs a Python 3.8 interpreter (pyenv) on this machine")
-def test_python38_without_botocore_uses_the_cli(server: Server, identity: Identity) -> None:
-    # GIVEN the oldest supported Python, which has no botocore: the agent must fall back to the CLI
-    run = server.run(server.params(identity), python=str(PYTHON38))
-    assert run.code == 0, run.stderr
     assert botocore_keys(server.path("/home/app/.aws/credentials"), "app")[0] == identity.key_id
 
 
