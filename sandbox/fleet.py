@@ -189,6 +189,11 @@ class Fleet:
             return None
         return parser.get(profile, "aws_access_key_id"), parser.get(profile, "aws_secret_access_key")
 
+    def deregister(self, instance_id: str) -> Server:
+        """The server is decommissioned: SSM no longer knows it (DescribeInstanceInformation leaves it out,
+        SendCommand listing it is refused with InvalidInstanceId). Its files stay for inspection."""
+        return self.servers.pop(instance_id)
+
     # --------------------------------------------------------------------------- ManagedInstances
 
     def instance_information(self) -> list[dict[str, Any]]:

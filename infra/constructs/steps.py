@@ -69,7 +69,8 @@ STEP_ACCESS: dict[str, Access] = {
     ),
     "verify_key": Access(secrets=_READ_SECRET),  # sts:GetCallerIdentity is signed by the new key itself
     "promote": Access(secrets=("secretsmanager:DescribeSecret", _RELABEL), lock=_LOCK),
-    "distribute": Access(send_command=True, lock=_LOCK),
+    # DescribeInstanceInformation: the group is resolved again at each distribution (servers come and go).
+    "distribute": Access(send_command=True, lock=_LOCK, fleet_reads=("ssm:DescribeInstanceInformation",)),
     "check_distribution": Access(fleet_reads=("ssm:ListCommandInvocations",)),
     "check_usage": Access(iam_keys=(_LIST_KEYS, "iam:GetAccessKeyLastUsed")),
     "deactivate": Access(iam_keys=(_LIST_KEYS, "iam:UpdateAccessKey"), secrets=_READ_SECRET, lock=_LOCK),

@@ -50,6 +50,10 @@ class TargetsOffline(RotationError):
     """Some target instances are not online (and offline targets are not allowed)."""
 
 
+class TargetsUnsupported(RotationError):
+    """Some target instances cannot run the document (SSM Agent too old, not Linux, EC2 in a tag group)."""
+
+
 class RotationInProgress(RotationError):
     """Another execution holds the user's lock."""
 

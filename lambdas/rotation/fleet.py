@@ -8,13 +8,13 @@ agent's result line (`KEYROTATION_RESULT {json}`, docs/design.md §5) with statu
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from rotation.errors import NoTargets, TargetsOffline
+from rotation.errors import NoTargets, TargetsOffline, TargetsUnsupported
 from rotation.keys import error_code
 from rotation.settings import ServerGroup
 from rotation.state import Action, DocumentSettings, Failure
@@ -26,17 +26,62 @@ RESULT_MARKER = "KEYROTATION_RESULT"
 BATCH_SIZE = 50  # SendCommand accepts at most 50 InstanceIds
 PENDING_STATUSES = frozenset({"Pending", "InProgress", "Delayed"})
 MAX_NAMED = 20  # servers named in one error message; the rest are counted
+# The document passes its parameters as environment variables (`interpolationType: ENV_VAR`), which SSM Agents
+# before this version ignore: every SSM_* variable would be empty on such a server.
+MIN_AGENT_VERSION = (3, 3, 2746, 0)
+NOT_REGISTERED = "not registered"
 
 
 @dataclass(frozen=True)
 class Targets:
     online: tuple[str, ...]
     offline: tuple[tuple[str, str], ...]  # (instance id, ping status or "not registered")
+    unsupported: tuple[tuple[str, str], ...] = ()  # (instance id, why the document cannot run there)
+
+    def status(self, instance_id: str) -> str:
+        """"Online", a ping status, "not registered", or "unsupported: <why>"."""
+        if instance_id in self.online:
+            return "Online"
+        reason = dict(self.unsupported).get(instance_id)
+        if reason is not None:
+            return f"unsupported: {reason}"
+        return dict(self.offline).get(instance_id, NOT_REGISTERED)
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """Every registered instance the group matches now, whatever its state."""
+        return tuple(sorted({*self.online, *(i for i, ping in self.offline if ping != NOT_REGISTERED),
+                             *(i for i, _ in self.unsupported)}))
+
+
+def _agent_version(text: object) -> tuple[int, ...] | None:
+    parts = str(text or "").split(".")
+    return tuple(int(p) for p in parts) if parts and all(p.isdigit() for p in parts) else None
+
+
+def unsupported_reason(info: Mapping[str, Any], group: ServerGroup) -> str | None:
+    """Why the document cannot rotate the key on this node, or None. Known before anything changes."""
+    instance_id = str(info["InstanceId"])
+    if group.tag is not None and instance_id.startswith("i-"):
+        return ("an EC2 instance matched by the group's tag: tag groups are for hybrid-activated servers "
+                "(mi-…); list EC2 instances by id in an instance_ids group")
+    platform = str(info.get("PlatformType") or "unknown")
+    if platform != "Linux":
+        return f"{platform} servers are not supported yet (Linux only)"
+    version = info.get("AgentVersion")
+    parsed = _agent_version(version)
+    if parsed is None or parsed < MIN_AGENT_VERSION:
+        shown = ".".join(map(str, MIN_AGENT_VERSION))
+        return (f"SSM Agent {version or '(version unknown)'} is older than {shown}, which the document's "
+                "environment-variable parameters need; update the agent")
+    return None
 
 
 def resolve_targets(ssm: SSMClient, group: ServerGroup) -> Targets:
-    """The group's managed instances and whether each is online (DescribeInstanceInformation)."""
+    """The group's managed instances and whether each is online and able to run the document
+    (DescribeInstanceInformation: ping status, platform, SSM Agent version)."""
     found: dict[str, str] = {}
+    unsupported: dict[str, str] = {}
     if group.tag is not None:
         filters = [[{"Key": f"tag:{group.tag.key}", "Values": [group.tag.value]}]]
     else:
@@ -49,15 +94,20 @@ def resolve_targets(ssm: SSMClient, group: ServerGroup) -> Targets:
                 kwargs["NextToken"] = token
             page = ssm.describe_instance_information(**kwargs)
             for info in page.get("InstanceInformationList", []):
-                found[info["InstanceId"]] = info.get("PingStatus", "Unknown")
+                reason = unsupported_reason(info, group)
+                if reason is not None:
+                    unsupported[info["InstanceId"]] = reason
+                else:
+                    found[info["InstanceId"]] = info.get("PingStatus", "Unknown")
             token = page.get("NextToken")
             if not token:
                 break
     for instance_id in group.instance_ids:
-        found.setdefault(instance_id, "not registered")
+        if instance_id not in unsupported:
+            found.setdefault(instance_id, NOT_REGISTERED)
     online = tuple(sorted(i for i, ping in found.items() if ping == "Online"))
     offline = tuple(sorted((i, ping) for i, ping in found.items() if ping != "Online"))
-    return Targets(online=online, offline=offline)
+    return Targets(online=online, offline=offline, unsupported=tuple(sorted(unsupported.items())))
 
 
 def check_targets(targets: Targets, group: ServerGroup, *, allow_offline: bool) -> None:
@@ -66,8 +116,13 @@ def check_targets(targets: Targets, group: ServerGroup, *, allow_offline: bool) 
         if group.tag is not None
         else f"instance ids {', '.join(group.instance_ids)}"
     )
-    if not targets.online and not targets.offline:
+    if not targets.online and not targets.offline and not targets.unsupported:
         raise NoTargets(f"server group {group.name!r} ({where}) matches no managed instance")
+    if targets.unsupported:
+        raise TargetsUnsupported(
+            f"{len(targets.unsupported)} servers of group {group.name!r} cannot run the rotation document: "
+            f"{name_some(f'{i} ({why})' for i, why in targets.unsupported)}; nothing was changed"
+        )
     if targets.offline and not allow_offline:
         raise TargetsOffline(
             f"{len(targets.offline)} of {len(targets.online) + len(targets.offline)} servers of "
@@ -77,6 +132,59 @@ def check_targets(targets: Targets, group: ServerGroup, *, allow_offline: bool) 
         )
     if not targets.online:
         raise NoTargets(f"server group {group.name!r} has no online instance")
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Who gets the document at a distribution, from prepare's targets and the group as it is now."""
+
+    send: tuple[str, ...]  # online and able to run it: the command goes to these
+    rotate_joined: tuple[str, ...] = ()  # verify pass: joined the group since prepare, get `rotate` instead
+    blocked: tuple[tuple[str, str], ...] = ()  # (id, status) cannot be reached and still needs the new key
+    skipped: tuple[tuple[str, str], ...] = ()  # (id, status) offline, skipped as allow_offline asks
+    released: tuple[tuple[str, str], ...] = ()  # (id, status) confirmed the new key, gone since: not needed
+
+
+def plan_reach(planned: Sequence[str], now: Targets, *, action: str, allow_offline: bool) -> Reach:
+    """The rule for servers that leave, fail or join between prepare and a distribution (docs/design.md §5).
+
+    SendCommand refuses the whole call if one listed node is deregistered or its agent is not running, so
+    only nodes online now are listed. A planned server that cannot be reached:
+    - in the `rotate` pass has not got the new key: it blocks the rotation (named; the others are still
+      sent the key, and the old key stays Active), unless it is merely offline and allow_offline is set;
+    - in the `verify` pass confirmed the new key in `rotate`: its leaving (decommissioned, untagged,
+      unreachable) is no reason to keep the old key, so it is released, named in the plan, not verified.
+    A server that joined the group since prepare gets the key: in `rotate` with the others, in `verify` by
+    its own `rotate` command. One that joined and cannot be reached blocks, as any server without the key.
+    """
+    send_to: list[str] = []
+    blocked: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str]] = []
+    released: list[tuple[str, str]] = []
+    for instance_id in planned:
+        status = now.status(instance_id)
+        if status == "Online":
+            send_to.append(instance_id)
+        elif action == "verify":
+            released.append((instance_id, status))
+        elif allow_offline and status not in (NOT_REGISTERED,) and not status.startswith("unsupported"):
+            skipped.append((instance_id, status))
+        else:
+            blocked.append((instance_id, status))
+    joined: list[str] = []
+    for instance_id in now.members:
+        if instance_id in planned:
+            continue
+        status = now.status(instance_id)
+        if status == "Online":
+            joined.append(instance_id)
+        elif allow_offline and not status.startswith("unsupported"):
+            skipped.append((instance_id, status))
+        else:
+            blocked.append((instance_id, status))
+    if action == "verify":
+        return Reach(tuple(send_to), tuple(joined), tuple(blocked), tuple(skipped), tuple(released))
+    return Reach(tuple(send_to + joined), (), tuple(blocked), tuple(skipped), tuple(released))
 
 
 def send(

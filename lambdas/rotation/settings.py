@@ -381,6 +381,11 @@ def _user(data: Any, path: str, group_names: set[str], secret_prefix: str) -> Us
             "at most 512 characters"
         )
     credentials_file = _string(raw["credentials_file"], f"{path}.credentials_file", None, "")
+    if re.match(r"^([A-Za-z]:|\\\\)", credentials_file) or "\\" in credentials_file:
+        raise InvalidSettings(
+            f"{path}.credentials_file: {credentials_file[:80]!r} is a Windows path; Windows servers are not "
+            "supported yet (Linux only: prepare also refuses a Windows server in a group)"
+        )
     if not credentials_file.startswith("/"):
         raise InvalidSettings(f"{path}.credentials_file: must be an absolute path")
     if any(part in {".", ".."} for part in credentials_file.split("/")):

@@ -140,6 +140,7 @@ class Rotation:
     # skipped, the old key's last use, and how the rotation ended.
     plan: tuple[str, ...] = ()
     offline: tuple[str, ...] = ()
+    allow_offline: bool = False  # the request's (or the user's) choice, applied again at each distribution
     usage: Mapping[str, Any] | None = None
     outcome: str | None = None
     error: Mapping[str, str] | None = None
@@ -220,6 +221,7 @@ def _parse_rotation(data: Any) -> Rotation:
         lock_held=p.boolean("lock_held", required=False),
         plan=tuple(p.strings("plan", None, required=False)),
         offline=tuple(p.strings("offline", None, required=False)),
+        allow_offline=p.boolean("allow_offline", required=False),
         usage=data.get("usage") if isinstance(data.get("usage"), Mapping) else None,
         outcome=p.optional_string("outcome"),
         error=data.get("error") if isinstance(data.get("error"), Mapping) else None,

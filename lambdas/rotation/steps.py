@@ -24,7 +24,7 @@ from rotation.errors import (
     TargetsUnconfirmed,
     UnknownUser,
 )
-from rotation.fleet import check_targets, name_some, read_outcome, resolve_targets, send
+from rotation.fleet import check_targets, name_some, plan_reach, read_outcome, resolve_targets, send
 from rotation.lock import LockTable
 from rotation.plan import classify, orphan_keys
 from rotation.secrets import Credentials
@@ -125,6 +125,7 @@ def prepare(
         ),
         plan=tuple(notes),
         offline=tuple(instance_id for instance_id, _ in targets.offline),
+        allow_offline=allow_offline,
     )
     if request.mode == "dry_run":
         if held.owner and held.owner != execution_id:
@@ -257,33 +258,65 @@ def distribute(
     action: Action = "verify" if confirmed_before and rotation.mode == "standard" else "rotate"
     if not rotation.targets:
         raise StateConflict("rotation.targets is empty")
-    command_ids = send(
-        ssm,
-        document=document,
-        targets=rotation.targets,
-        secret_id=rotation.secret_id,
-        key_id=new_key_id,
-        settings=rotation.settings,
-        action=action,
-        max_concurrency=settings.defaults.max_concurrency,
-        timeout_seconds=settings.defaults.command_timeout_seconds,
-        comment=f"keyrotation {action} {rotation.user} {new_key_id}",
-    )
-    total = len(rotation.targets)
+    # The group as it is now (servers leave, fail and join during a day): see fleet.plan_reach for the rule.
+    group = settings.group(_user(settings, rotation.user).server_group)
+    reach = plan_reach(rotation.targets, resolve_targets(ssm, group), action=action,
+                       allow_offline=rotation.allow_offline)
+    notes = list(rotation.plan)
+    if reach.released:
+        notes.append(f"{action}: {len(reach.released)} servers confirmed the new key and have left or are "
+                     f"unreachable since; not verified, no reason to keep the old key: "
+                     f"{name_some(f'{i} ({status})' for i, status in reach.released)}")
+    if reach.skipped:
+        notes.append(f"{action}: skip {len(reach.skipped)} offline servers (allow_offline): "
+                     f"{name_some(f'{i} ({status})' for i, status in reach.skipped)}")
+    joined = [i for i in reach.send if i not in rotation.targets] + list(reach.rotate_joined)
+    if joined:
+        notes.append(f"{action}: {len(joined)} servers joined the group since prepare and get the new key: "
+                     f"{name_some(joined)}")
+
+    def send_to(targets: tuple[str, ...], what: Action, comment: str) -> list[str]:
+        defaults = settings.defaults
+        return send(ssm, document=document, targets=targets, secret_id=rotation.secret_id, key_id=new_key_id,
+                    settings=rotation.settings, action=what, max_concurrency=defaults.max_concurrency,
+                    timeout_seconds=defaults.command_timeout_seconds, comment=comment)
+
+    command_ids: list[str] = []
+    if reach.send:
+        command_ids += send_to(reach.send, action, f"keyrotation {action} {rotation.user} {new_key_id}")
+    if reach.rotate_joined:
+        command_ids += send_to(reach.rotate_joined, "rotate",
+                               f"keyrotation rotate {rotation.user} {new_key_id} (joined)")
+    if reach.blocked:
+        sent = (f"the other {len(reach.send)} were sent the new key ({action}); " if reach.send else "")
+        raise TargetsUnconfirmed(
+            f"{len(reach.blocked)} servers of group {group.name!r} cannot be reached for {action} and do not "
+            f"hold the new key {new_key_id}: "
+            f"{name_some(f'{i} ({status})' for i, status in reach.blocked)}; {sent}the old key stays as it "
+            "was. Bring them back online, or remove them from the group, and start the rotation again: it "
+            "resumes from this distribution"
+        )
+    targets = (*reach.send, *reach.rotate_joined)
+    total = len(targets)
     return replace(
         rotation,
+        targets=targets,
         command_ids=tuple(command_ids),
         settled_command_ids=(),
         action=action,
         polls=0,
+        plan=tuple(notes),
         distribution=Distribution(
-            action=action, key_id=new_key_id, confirmed=0, total=total, pending=total, failed=(), done=False
+            action=action, key_id=new_key_id, confirmed=0, total=total, pending=total, failed=(),
+            done=total == 0,
         ),
     )
 
 
 def check_distribution(rotation: Rotation, *, ssm: SSMClient, now: datetime) -> Rotation:
     new_key_id, _ = _new_key(rotation)
+    if rotation.distribution is not None and rotation.distribution.done and rotation.distribution.total == 0:
+        return rotation  # every server confirmed the key in `rotate` and has left since: nothing to verify
     if rotation.action is None or not rotation.command_ids:
         raise InvalidRequest("rotation.command_ids: nothing was distributed yet")
     outcome = read_outcome(

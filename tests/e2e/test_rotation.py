@@ -247,3 +247,33 @@ def test_the_snapshot_lists_a_user_without_a_secret_yet(make_sandbox: Callable[.
     # WHEN the --keep snapshot reads the secrets THEN that user is listed without versions, the other with
     versions = sandbox._secret_versions()
     assert versions[second] is None and versions[first]
+
+
+def test_a_server_decommissioned_between_the_two_distributions_does_not_undo_the_rotation(
+    make_sandbox: Callable[..., Sandbox],
+) -> None:
+    from sandbox import faults
+
+    # GIVEN three servers, one of which is deregistered after it confirmed the new key (before `verify`)
+    sandbox = make_sandbox(users=1, servers=3)
+    leaving = sorted(sandbox.fleet.servers)[0]
+    distributions = []
+
+    def before_distribute() -> None:
+        distributions.append(1)
+        if len(distributions) == 2:
+            sandbox.fleet.deregister(leaving)
+
+    # WHEN the rotation runs
+    with faults.on_step(sandbox.deployment.functions["distribute"], "before", before_distribute):
+        report = _run(sandbox)
+    # THEN it completes on the two remaining servers, the old key deleted, nothing reactivated
+    [user] = report.users
+    assert len(distributions) == 2
+    assert report.result == "rotated", report
+    assert user.old_key == "deleted" and user.confirmed == user.total == 2
+    assert report.violations == []
+    # AND the operator's notification names the decommissioned server as released, not verified
+    texts = dict(invariants.observable_texts(sandbox.emulator, sandbox.deployment))
+    notification = next(v for k, v in texts.items() if k.startswith("sns ") and "Outcome: rotated" in v)
+    assert leaving in notification and "confirmed the new key and have left" in notification

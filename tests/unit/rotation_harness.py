@@ -178,6 +178,8 @@ class Server:
     ping: str = "Online"
     behaviour: str = "ok"  # ok | fail | fail_verify | no_marker | pending | wrong_key
     key_id: str | None = None  # the access key id in its credentials file
+    agent_version: str = "3.3.2957.0"  # the SSM Agent's (DescribeInstanceInformation AgentVersion)
+    platform: str = "Linux"
 
 
 class FakeSsm:
@@ -219,7 +221,8 @@ class FakeSsm:
         page = matches[start : start + self.page_size]
         response: dict[str, Any] = {
             "InstanceInformationList": [
-                {"InstanceId": s.instance_id, "PingStatus": s.ping, "PlatformType": "Linux"} for s in page
+                {"InstanceId": s.instance_id, "PingStatus": s.ping, "PlatformType": s.platform,
+                 "AgentVersion": s.agent_version} for s in page
             ]
         }
         if start + self.page_size < len(matches):
@@ -230,6 +233,12 @@ class FakeSsm:
         assert len(kwargs["InstanceIds"]) <= 50
         assert kwargs["MaxErrors"] == "0"
         assert set(kwargs["Parameters"]) == DOCUMENT_PARAMETERS, kwargs["Parameters"]
+        # AWS refuses the whole call if one node is deregistered or its agent is not running.
+        listed = kwargs["InstanceIds"]
+        invalid = [i for i in listed if i not in self.servers or self.servers[i].ping != "Online"]
+        if invalid:
+            raise _client_error("InvalidInstanceId", f"Instances {invalid} not in a valid state",
+                                "SendCommand")
         command_id = str(uuid.uuid4())
         self.commands.append({"CommandId": command_id, **kwargs})
         self._hidden[command_id] = self.not_yet_visible

@@ -269,3 +269,13 @@ def test_every_value_the_settings_accept_passes_the_documents_patterns() -> None
     # AND our own patterns are never looser than the document's on the shared parameters
     for ours, theirs in [("PROFILE_PATTERN", "Profile"), ("FILE_OWNER_PATTERN", "FileOwner")]:
         assert getattr(settings_module, ours) == patterns[theirs]
+
+
+@pytest.mark.parametrize("path", ["C:\\Users\\app\\.aws\\credentials", "c:/Users/app/.aws/credentials",
+                                  "\\\\server\\share\\credentials", "/home/app\\.aws/credentials"])
+def test_a_windows_credentials_path_is_refused_as_not_supported_yet(path: str) -> None:
+    data = valid()
+    data["users"][0]["credentials_file"] = path
+    with pytest.raises(InvalidSettings, match=r"users\[0\]\.credentials_file: .* is a Windows path; Windows "
+                                              r"servers are not supported yet"):
+        load_settings(data)
