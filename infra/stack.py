@@ -76,6 +76,8 @@ class KeyRotationStack(Stack):
         RotationWindow(self, "Window", schedule=settings.schedule, state_machine=workflows.scheduled)
         alerts.alert_on_failed_executions([workflows.rotation, workflows.scheduled])
         alerts.alarm_on_errors(steps.functions, service=SERVICE_NAME)
+        alerts.alarm_on_missed_rotations(service=SERVICE_NAME,
+                                         overdue_days=settings.schedule.overdue_alarm_days)
         self.steps = steps
         self.workflows = workflows
         self.document = document

@@ -97,8 +97,9 @@ def sandbox_settings(users: int, *, max_polls: int = 120, users_per_group: int =
             "command_timeout_seconds": 600,
             "max_concurrency": "50",
         },
+        # The sandbox compresses time: the scheduled run starts rotations at the fastest rate allowed.
         "schedule": {"expression": "cron(0 3 ? * SUN *)", "timezone": "Etc/UTC", "duration_hours": 4,
-                     "cutoff_hours": 1, "max_parallel_users": 10},
+                     "cutoff_hours": 1, "starts_per_minute": 1200},
         "alerts": {"email": None},
         "server_groups": [
             {"name": g, "tag": {"key": GROUP_TAG, "value": g}} for g in dict.fromkeys(group.values())
@@ -346,7 +347,34 @@ def deploy(emulator: Emulator, assembly: Assembly, settings: dict[str, Any]) -> 
             key_id = deployment.physical[logical]["Ref"]
             emulator.client("kms").put_key_policy(KeyId=key_id, PolicyName="default",
                                                   Policy=json.dumps(resolve(policy)))
+    # Environment variables naming resources created after the functions (select_due's rotation machine).
+    for logical in by_type.get("AWS::Lambda::Function", []):
+        environment = resources[logical]["Properties"].get("Environment", {"Variables": {}})
+        variables = environment.get("Variables", {}).values()
+        if any(_names_later_resource(value, resources) for value in variables):
+            emulator.client("lambda").update_function_configuration(
+                FunctionName=deployment.physical[logical]["Ref"], Environment=resolve(environment))
     return deployment
+
+
+def _names_later_resource(value: Any, resources: dict[str, Any]) -> bool:
+    """Whether a template value refers to a resource created after the Lambda functions (see _ORDER)."""
+    later = set(_ORDER[_ORDER.index("AWS::Lambda::Function") + 1:])
+    text = json.dumps(value)
+    return any(resource["Type"] in later and f'"{logical}"' in text
+               for logical, resource in resources.items())
+
+
+def _created_environment(resolve: _Resolver, environment: dict[str, Any]) -> dict[str, Any]:
+    """The environment as far as it resolves now: variables naming resources not created yet are left out
+    (set once everything exists, by `deploy`)."""
+    variables = {}
+    for name, value in environment.get("Variables", {}).items():
+        try:
+            variables[name] = resolve(value)
+        except KeyError:
+            continue
+    return {"Variables": variables}
 
 
 def _create(emulator: Emulator, assembly: Assembly, deployment: Deployment, resolve: _Resolver, logical: str,
@@ -419,7 +447,7 @@ def _create(emulator: Emulator, assembly: Assembly, deployment: Deployment, reso
     elif kind == "AWS::Lambda::Function":
         out = _create_function(emulator, assembly, resolve, logical, props)
         deployment.functions[props["Handler"].split(".")[1]] = out["Ref"]
-        variables = resolve(props.get("Environment", {})).get("Variables", {})
+        variables = _created_environment(resolve, props.get("Environment", {})).get("Variables", {})
         deployment.secrets_key_arn = variables.get("SECRETS_KEY_ARN", deployment.secrets_key_arn)
     elif kind == "AWS::StepFunctions::StateMachine":
         definition = resolve(props["DefinitionString"])
@@ -432,7 +460,7 @@ def _create(emulator: Emulator, assembly: Assembly, deployment: Deployment, reso
             type=props.get("StateMachineType", "STANDARD"),
         )["stateMachineArn"]
         out = {"Ref": arn, "Arn": arn, "Name": name}
-        if '"StartAt":"select_due"' in definition:
+        if '"select_due":{' in definition:  # the scheduled machine has the select_due state
             deployment.scheduled_machine = arn
         else:
             deployment.rotation_machine = arn
@@ -473,7 +501,7 @@ def _create_function(emulator: Emulator, assembly: Assembly, resolve: _Resolver,
                      props: dict[str, Any]) -> dict[str, str]:
     code = assembly.zipped(props["Code"]["S3Key"])
     name = props.get("FunctionName") or _physical_name(logical)
-    environment = resolve(props.get("Environment", {"Variables": {}}))
+    environment = _created_environment(resolve, props.get("Environment", {"Variables": {}}))
     fn = emulator.client("lambda").create_function(
         FunctionName=name, Runtime=props.get("Runtime", "python3.12"), Role=resolve(props["Role"]),
         Handler=props["Handler"], Code={"ZipFile": code}, Timeout=props.get("Timeout", 3),

@@ -16,7 +16,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
-from handlers import EXPECTED_ERROR_METRIC, METRICS_NAMESPACE
+from handlers import EXPECTED_ERROR_METRIC, METRICS_NAMESPACE, OVERDUE_USERS_METRIC, SCHEDULED_RUN_METRIC
 
 # Execution statuses that need a human; SUCCEEDED runs report through the `notify` step.
 ALERT_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
@@ -141,3 +141,40 @@ class Alerts(Construct):
             alarm.add_alarm_action(action)
             alarms.append(alarm)
         return alarms
+
+    def alarm_on_missed_rotations(self, *, service: str, overdue_days: int) -> list[cloudwatch.Alarm]:
+        """The scheduled run's watchdog (select_due's last page publishes both metrics once per run):
+        - `Overdue`: a run found users whose key is overdue by more than `overdue_days` (it fell behind, or
+          their rotations keep failing);
+        - `Stalled`: no scheduled run finished on any of 7 days in a row (the window stopped, the machine
+          fails before its end, or the schedule is less often than weekly)."""
+        day = Duration.days(1)
+        dimensions = {"service": service, "step": "select_due"}
+        overdue = cloudwatch.Alarm(
+            self,
+            "Overdue",
+            alarm_description=(f"A scheduled key-rotation run found users whose key is more than "
+                               f"{overdue_days} days overdue (see the run's output: users.overdue)"),
+            metric=cloudwatch.Metric(namespace=METRICS_NAMESPACE, metric_name=OVERDUE_USERS_METRIC,
+                                     dimensions_map=dimensions, statistic="Maximum", period=day),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        stalled = cloudwatch.Alarm(
+            self,
+            "Stalled",
+            alarm_description="No scheduled key-rotation run has finished for 7 days",
+            metric=cloudwatch.Metric(namespace=METRICS_NAMESPACE, metric_name=SCHEDULED_RUN_METRIC,
+                                     dimensions_map=dimensions, statistic="Sum", period=day),
+            threshold=1,
+            evaluation_periods=7,
+            datapoints_to_alarm=7,
+            comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+        )
+        action = cloudwatch_actions.SnsAction(self.topic)
+        for alarm in (overdue, stalled):
+            alarm.add_alarm_action(action)
+        return [overdue, stalled]

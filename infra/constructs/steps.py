@@ -42,8 +42,8 @@ class Access:
     send_command: bool = False  # ssm:SendCommand with our document on managed instances only
     fleet_reads: tuple[str, ...] = ()  # SSM reads that IAM cannot scope to a resource
     publish: bool = False  # sns:Publish to the alert topic
-    list_users: bool = False  # iam:ListUsers (PathPrefix=managed path); IAM cannot scope it to a resource
     lock_owner_check: bool = False  # states:DescribeExecution of rotation executions (lock owner alive?)
+    start_rotations: bool = False  # states:StartExecution of the rotation machine (the scheduled run)
 
 
 # The lock is taken, confirmed and released with conditional UpdateItem; read with GetItem.
@@ -81,7 +81,9 @@ STEP_ACCESS: dict[str, Access] = {
     ),
     "rollback": Access(iam_keys=(_LIST_KEYS, "iam:UpdateAccessKey"), lock=_LOCK),
     "notify": Access(publish=True),
-    "select_due": Access(iam_keys=(_LIST_KEYS,), list_users=True),
+    # The scheduled run: reads keys, skips users whose rotation runs (lock), starts the due ones' rotations.
+    "select_due": Access(iam_keys=(_LIST_KEYS,), lock=("dynamodb:GetItem",), lock_owner_check=True,
+                         start_rotations=True),
 }
 
 
@@ -144,7 +146,8 @@ class RotationSteps(Construct):
                 role=role,
                 layers=[layer],
                 environment=environment,
-                timeout=Duration.minutes(2),
+                # select_due paces its starts for up to 240 s a call (rotation/due.py).
+                timeout=Duration.minutes(6 if step == "select_due" else 2),
                 memory_size=256,
                 tracing=lambda_.Tracing.ACTIVE,
                 log_group=log_group,
@@ -156,8 +159,14 @@ class RotationSteps(Construct):
             self.roles[step] = role
 
     def allow_lock_owner_checks(self, rotation_machine: sfn.IStateMachine) -> None:
-        """Steps that may take over a lock ask Step Functions whether the lock's owner still runs."""
+        """Steps that may take over a lock ask Step Functions whether the lock's owner still runs; the
+        scheduled run's step starts rotations of that machine (and is told which in its environment)."""
         stack = Stack.of(self)
+        for step, access in STEP_ACCESS.items():
+            if access.start_rotations:
+                function = self.functions[step]
+                function.add_environment("ROTATION_MACHINE_ARN", rotation_machine.state_machine_arn)
+                rotation_machine.grant_start_execution(self.roles[step])
         executions = executions_arn(rotation_machine)
         for step, access in STEP_ACCESS.items():
             if access.lock_owner_check:
@@ -241,10 +250,6 @@ class RotationSteps(Construct):
                 actions=list(access.fleet_reads),
                 resources=["*"],
             ))
-        if access.list_users:
-            statements.append(iam.PolicyStatement(
-                sid="ListUsersHasNoResourceType", actions=["iam:ListUsers"], resources=["*"]
-            ))
         if access.publish:
             statements.append(iam.PolicyStatement(
                 sid="AlertTopicOnly", actions=["sns:Publish"], resources=[self._topic.topic_arn]
@@ -285,13 +290,6 @@ class RotationSteps(Construct):
                 "AwsSolutions-IAM5[Resource::*]",
                 f"{', '.join(access.fleet_reads)} support no resource-level permissions (IAM requires "
                 "\"*\"); they only read fleet and command status.",
-            )
-        if access.list_users:
-            acknowledge(
-                policy,
-                "AwsSolutions-IAM5[Resource::*]",
-                "iam:ListUsers supports no resource-level permissions (IAM requires \"*\"); the step lists "
-                "only the managed path (PathPrefix) and reads names and creation dates, no credentials.",
             )
         if access.send_command:
             acknowledge(

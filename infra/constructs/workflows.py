@@ -19,7 +19,6 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 from rotation.settings import Settings
 
-from infra.arns import executions_arn
 from infra.nag import acknowledge, resource_finding
 
 # Step Functions' vended-logs prefix (docs/deploy.md, "What the emulator does not check").
@@ -37,11 +36,6 @@ TRANSIENT_LAMBDA_ERRORS = (
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
-)
-TRANSIENT_START_ERRORS = (
-    "StepFunctions.SdkClientException",
-    "StepFunctions.AWSStepFunctionsException",
-    "StepFunctions.ExecutionLimitExceededException",
 )
 # IAM propagation of a new key takes 10-20 s, with no published bound: retry verify_key about two minutes.
 VERIFY_BUDGET_SECONDS = 120
@@ -102,7 +96,7 @@ class RotationWorkflows(Construct):
             comment="Rotate every user whose active key is older than its maximum age",
             state_machine_type=sfn.StateMachineType.STANDARD,
             definition_body=sfn.DefinitionBody.from_chainable(
-                self._scheduled_definition(settings.schedule.max_parallel_users)
+                self._scheduled_definition()
             ),
             logs=self._logs("ScheduledLogs", "scheduled"),
             tracing_enabled=True,
@@ -127,12 +121,6 @@ class RotationWorkflows(Construct):
                     resource_finding(stack, f"{function.function_arn}:*"),
                     f"CDK grants invoking the {step} step function and its versions; nothing else.",
                 )
-        acknowledge(
-            self.scheduled.role,
-            resource_finding(stack, executions_arn(self.rotation, "*")),
-            "startExecution.sync follows (describes, stops) the rotation executions it starts; their "
-            "names are per user and date, so only the rotation machine's executions can be named.",
-        )
 
     def _logs(self, construct_id: str, machine: str) -> sfn.LogOptions:
         """Every event, but never state data: input/output stay in the execution history only.
@@ -146,14 +134,16 @@ class RotationWorkflows(Construct):
                               removal_policy=RemovalPolicy.DESTROY)
         return sfn.LogOptions(destination=group, level=sfn.LogLevel.ALL, include_execution_data=False)
 
-    def _step(self, step: str, *, result_path: str = "$.rotation") -> tasks.LambdaInvoke:
-        """A Task running `step`'s Lambda on the whole state, its result at `result_path`."""
+    def _step(self, step: str, *, result_path: str = "$.rotation",
+              payload: sfn.TaskInput | None = None) -> tasks.LambdaInvoke:
+        """A Task running `step`'s Lambda on the whole state (or `payload`), its result at `result_path`."""
         self._invoked.add(step)
         task = tasks.LambdaInvoke(
             self,
             step,
             state_name=step,
             lambda_function=self._functions[step],
+            payload=payload,
             payload_response_only=True,
             retry_on_service_exceptions=False,
             result_path=result_path,
@@ -318,53 +308,24 @@ class RotationWorkflows(Construct):
             task.add_catch(rollback, errors=["States.ALL"], result_path="$.error")
         return start
 
-    def _scheduled_definition(self, max_parallel_users: int) -> sfn.IChainable:
+    def _scheduled_definition(self) -> sfn.IChainable:
+        """select_due, called page after page until the last: each call checks the next users of the
+        settings and starts the due ones' rotations itself (StartExecution, paced at
+        schedule.starts_per_minute) without waiting for them, so a user's day-long grace period holds up
+        nobody, the history grows by a few events per page and the state stays the same size."""
         failed = sfn.Fail(self, "scheduled_failed", state_name="failed",
                           comment="Selecting or starting the due rotations failed")
-        select_due = self._step("select_due", result_path="$.selection")
+        first_page = {"cursor": 0, "totals": {"checked": 0}, "done": False}
+        begin = sfn.Pass(self, "begin", state_name="begin", result=sfn.Result.from_object(first_page),
+                         result_path="$.selection")
+        select_due = self._step("select_due", result_path="$.selection", payload=sfn.TaskInput.from_object({
+            "cursor": sfn.JsonPath.number_at("$.selection.cursor"),
+            "totals": sfn.JsonPath.object_at("$.selection.totals"),
+            "started_at": sfn.JsonPath.string_at("$$.Execution.StartTime"),
+        }))
         select_due.add_catch(failed, errors=["States.ALL"], result_path="$.error")
-
-        # select_due returns {"due": [{"name": …, "input": <rotation execution input>}, ...], ...}. The name
-        # (lambdas/rotation/names.py) is the user's safe stem and the run's minute: operators find a user's
-        # rotation in the console, and it holds only the characters Step Functions allows when logging.
-        start_rotation = tasks.StepFunctionsStartExecution(
-            self,
-            "start_rotation",
-            state_name="start_rotation",
-            state_machine=self.rotation,
-            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-            name=sfn.JsonPath.string_at("$.name"),
-            input=sfn.TaskInput.from_json_path_at("$.input"),
-            # Each user's result is only its status: the Map collects one per user in the execution's 256 KiB
-            # state (docs/config.md "Limits"); the child execution, named after the user, has the rest.
-            result_selector={"status.$": "$.Status"},
-            result_path="$.execution",
-            output_path="$.execution",
-        )
-        start_rotation.add_retry(errors=list(TRANSIENT_START_ERRORS), interval=Duration.seconds(5),
-                                 max_attempts=4, backoff_rate=2, jitter_strategy=sfn.JitterType.FULL)
-        # One user's failed rotation must not abort the others: record it and go on. The child execution
-        # already alerted through its own notify step and the failed-execution rule.
-        record_failure = sfn.Pass(
-            self,
-            "rotation_failed",
-            state_name="rotation_failed",
-            # The cause (the child's description, kilobytes) stays out: the child already alerted with it.
-            parameters={"user.$": "$.input.user", "status": "FAILED", "error.$": "$.error.Error"},
-        )
-        start_rotation.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
-
-        rotate_due_users = sfn.Map(
-            self,
-            "rotate_due_users",
-            state_name="rotate_due_users",
-            items_path="$.selection.due",
-            item_selector={"input": sfn.JsonPath.object_at("$$.Map.Item.Value.input"),
-                           "name": sfn.JsonPath.string_at("$$.Map.Item.Value.name")},
-            max_concurrency=max_parallel_users,
-            result_path="$.results",
-        )
-        rotate_due_users.item_processor(start_rotation)
-        rotate_due_users.add_catch(failed, errors=["States.ALL"], result_path="$.error")
-        done = sfn.Succeed(self, "scheduled_done", state_name="done")
-        return select_due.next(rotate_due_users).next(done)
+        done = sfn.Succeed(self, "scheduled_done", state_name="done", output_path="$.selection.totals")
+        more = sfn.Choice(self, "more_users", state_name="more_users")
+        more.when(sfn.Condition.boolean_equals("$.selection.done", True), done)
+        more.otherwise(select_due)
+        return begin.next(select_due).next(more)

@@ -21,3 +21,7 @@ STEPS = (
 # alarms count the Lambda errors that are not EXPECTED_ERROR_METRIC (infra/constructs/alerts.py).
 METRICS_NAMESPACE = "KeyRotation"
 EXPECTED_ERROR_METRIC = "ExpectedError"
+# The scheduled run's watchdog (select_due's last page; alarms in infra/constructs/alerts.py): one
+# ScheduledRun per finished run, and the users whose key is overdue by more than schedule.overdue_alarm_days.
+SCHEDULED_RUN_METRIC = "ScheduledRun"
+OVERDUE_USERS_METRIC = "OverdueUsers"

@@ -7,6 +7,7 @@
 | DOCUMENT_NAME | distribute |
 | TOPIC_ARN | notify |
 | SECRETS_KEY_ARN | create_key: the stack's KMS key, which encrypts the secrets it creates |
+| ROTATION_MACHINE_ARN | select_due: the rotation state machine it starts executions of |
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ PATTERNS = {
     "DOCUMENT_NAME": r"^(arn:[a-z-]+:ssm:[a-z0-9-]+:\d{12}:document/)?[A-Za-z0-9_.-]{3,128}$",
     "TOPIC_ARN": r"^arn:[a-z-]+:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$",
     "SECRETS_KEY_ARN": r"^arn:[a-z-]+:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]{1,128}$",
+    "ROTATION_MACHINE_ARN": r"^arn:[a-z-]+:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$",
 }
 
 
@@ -39,6 +41,7 @@ class Env:
     document_name: str
     topic_arn: str
     secrets_key_arn: str = ""
+    rotation_machine_arn: str = ""
 
     def settings(self) -> Settings:
         """Read on every invocation (validated once per distinct content: `load_settings_file`)."""
@@ -66,4 +69,5 @@ def load_env(*required: str, environ: Mapping[str, str] | None = None) -> Env:
         path = Path(environ.get("LAMBDA_TASK_ROOT") or ASSET_ROOT) / path
     return Env(settings_path=path, lock_table=values.get("LOCK_TABLE", ""),
                document_name=values.get("DOCUMENT_NAME", ""), topic_arn=values.get("TOPIC_ARN", ""),
-               secrets_key_arn=values.get("SECRETS_KEY_ARN", ""))
+               secrets_key_arn=values.get("SECRETS_KEY_ARN", ""),
+               rotation_machine_arn=values.get("ROTATION_MACHINE_ARN", ""))

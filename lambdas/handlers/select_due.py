@@ -1,36 +1,68 @@
-"""select_due (scheduled machine): managed users whose active key is older than their max age.
+"""select_due (scheduled machine): check the next page of users and start the due ones' rotations.
 
-Returns `{"due": [{"name": execution name, "input": {"user": name, "mode": "standard"}}, ...], "checked": n,
-"not_in_iam": [...], "deferred": n, "deferred_users": [...]}`; each item of `due` is the name
-(rotation/names.py: only characters Step Functions allows, per user and minute) and the input of a rotation
-execution, the most overdue first and at most `schedule.max_users_per_run`; `deferred` counts the due users
-left to the next run (`deferred_users` names the first few of them).
+Event: `{"cursor": n, "totals": {...} | null, "started_at": "<$$.Execution.StartTime>"}` (the machine passes
+back what the previous call returned). Returns `{"cursor": next | null, "done": bool, "totals": {"checked",
+"started", "already_started", "in_progress", "deferred", "not_in_iam", "failed_to_start", "overdue", "users":
+{kind: [first names]}}}`. The last page emits the watchdog's metrics (`ScheduledRun` = 1, `OverdueUsers`) and
+fails with `RotationsNotStarted` if any due user's rotation could not be started (the run then alerts).
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
-from rotation.due import select_due
-from rotation.names import execution_name
+from aws_lambda_powertools.metrics import MetricUnit
+from rotation.due import Totals, start_page
+from rotation.errors import InvalidRequest, RotationsNotStarted
+from rotation.lock import LockTable
 
-from handlers import _clients
-from handlers._common import step_handler
+from handlers import OVERDUE_USERS_METRIC, SCHEDULED_RUN_METRIC, _clients
+from handlers._common import metrics, step_handler
 from handlers._env import load_env
 
-DEFERRED_NAMED = 20  # the output stays small whatever the backlog
+
+def _parse(event: Any) -> tuple[int, Totals, datetime]:
+    if not isinstance(event, dict):
+        raise InvalidRequest("select_due: the event must be an object")
+    cursor = event.get("cursor", 0)
+    if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
+        raise InvalidRequest(f"cursor: must be a non-negative integer, not {cursor!r}")
+    totals = event.get("totals")
+    if totals is not None and not isinstance(totals, dict):
+        raise InvalidRequest("totals: must be an object or null")
+    started = event.get("started_at")
+    try:
+        run_started = datetime.fromisoformat(str(started).replace("Z", "+00:00")) if started else None
+    except ValueError:
+        raise InvalidRequest(f"started_at: not an ISO 8601 time: {str(started)[:40]!r}") from None
+    now = datetime.now(UTC)
+    return cursor, Totals.from_dict(totals), (run_started or now).astimezone(UTC)
 
 
 def run(event: Any) -> dict[str, Any]:
-    env = load_env("SETTINGS_PATH")
-    now = datetime.now(UTC)
-    report = select_due(_clients.iam(), env.settings(), now)
-    return {"due": [{"name": execution_name(user, now), "input": {"user": user, "mode": "standard"}}
-                    for user in report.due],
-            "checked": report.checked,
-            "not_in_iam": list(report.not_in_iam), "deferred": len(report.deferred),
-            "deferred_users": list(report.deferred[:DEFERRED_NAMED])}
+    cursor, totals, run_started = _parse(event)
+    env = load_env("SETTINGS_PATH", "LOCK_TABLE", "ROTATION_MACHINE_ARN")
+    page = start_page(
+        env.settings(),
+        iam=_clients.iam(), sfn=_clients.stepfunctions(),
+        table=LockTable(_clients.dynamodb(), env.lock_table),
+        rotation_machine=env.rotation_machine_arn, owner_alive=_clients.execution_running,
+        cursor=cursor, totals=totals, run_started=run_started, now=datetime.now(UTC), sleep=time.sleep,
+    )
+    done = page.cursor is None
+    result = page.totals.to_dict()
+    if done:
+        metrics.add_metric(name=SCHEDULED_RUN_METRIC, unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=OVERDUE_USERS_METRIC, unit=MetricUnit.Count, value=result["overdue"])
+        if result["failed_to_start"]:
+            raise RotationsNotStarted(
+                f"{result['failed_to_start']} due users' rotations could not be started: "
+                f"{', '.join(result['users']['failed_to_start'])}; {result['started']} started, "
+                f"{result['already_started']} already started, {result['in_progress']} in progress"
+            )
+    return {"cursor": page.cursor, "done": done, "totals": result}
 
 
 handler = step_handler("select_due", run)

@@ -66,6 +66,10 @@ class NewKeyNotYetValid(RotationError):
     """The new key is not accepted by STS yet (IAM propagation); retryable."""
 
 
+class RotationsNotStarted(RotationError):
+    """The scheduled run could not start some due users' rotations; the message counts and names them."""
+
+
 class TargetsUnconfirmed(RotationError):
     """Some targets failed, or did not confirm the new key in time; the message names them."""
 

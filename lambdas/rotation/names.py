@@ -2,9 +2,9 @@
 
 Step Functions allows 1-80 characters and, for executions whose logs go to CloudWatch Logs (ours), only
 `0-9A-Za-z-_`. IAM user names may also hold `+ = , . @`, so the name is a safe form of the user name (each
-other character becomes `_`, truncated to fit) plus a short hash of the exact name, then the run's minute:
-`svc.web@corp` at 2026-12-03 10:51 UTC → `svc_web_corp-1a2b3c4d-20261203T1051`. Deterministic: a retried
-start of the same run reuses the name (Step Functions then refuses a second execution of the same user);
+other character becomes `_`, truncated to fit) plus a short hash of the exact name, then the run's UTC day:
+`svc.web@corp` on 2026-12-03 → `svc_web_corp-1a2b3c4d-20261203`. Deterministic: two scheduled runs of one
+day that select the same user name the same execution, so only one starts (rotation/due.py);
 collision-free: `check_unique_stems` refuses, at settings load, two users whose stems are equal.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from rotation.errors import InvalidSettings
 
@@ -21,8 +21,8 @@ MAX_EXECUTION_NAME = 80
 ALLOWED = re.compile(r"^[0-9A-Za-z_-]{1,80}$")
 _UNSAFE = re.compile(r"[^0-9A-Za-z_-]")
 _HASH_CHARS = 8
-_WHEN = "%Y%m%dT%H%M"  # 13 characters
-_SAFE_CHARS = MAX_EXECUTION_NAME - (1 + _HASH_CHARS) - (1 + 13)
+_DAY = "%Y%m%d"  # 8 characters
+_SAFE_CHARS = MAX_EXECUTION_NAME - (1 + _HASH_CHARS) - (1 + 8)
 
 
 def execution_stem(user: str) -> str:
@@ -32,8 +32,8 @@ def execution_stem(user: str) -> str:
 
 
 def execution_name(user: str, when: datetime) -> str:
-    """The name of `user`'s rotation execution started by the scheduled run of `when` (UTC, to the minute)."""
-    return f"{execution_stem(user)}-{when.strftime(_WHEN)}"
+    """The name of `user`'s rotation started by a scheduled run of `when`'s UTC day."""
+    return f"{execution_stem(user)}-{when.astimezone(UTC).strftime(_DAY)}"
 
 
 def check_unique_stems(users: Iterable[str], path: str) -> None:

@@ -62,8 +62,13 @@ SERVER_GROUP_PATTERN = r"^[a-z0-9-]{1,32}$"
 # One scheduled execution starts at most this many rotations (docs/config.md "Limits"): its inline Map
 # writes ≈ 8 history events per user (Step Functions keeps 25,000 per execution) and holds the due list plus
 # one short result per user in its 256 KiB state.
-MAX_USERS_PER_RUN = 2000
-MAX_USERS_PER_RUN_DEFAULT = 1000
+MAX_USERS_PER_RUN = 100_000
+MAX_USERS_PER_RUN_DEFAULT = 10_000
+# Rotations the scheduled run starts per minute: each start soon makes ~10 IAM, STS, Secrets Manager and SSM
+# calls, whose quotas are account-wide and cannot be raised (docs/design.md, "The scheduled run").
+STARTS_PER_MINUTE_DEFAULT = 120
+MAX_STARTS_PER_MINUTE = 1200
+OVERDUE_ALARM_DAYS_DEFAULT = 7
 
 # Secrets Manager names: letters, digits and /_+=.@-, starting with a letter or digit (as the document wants).
 SECRET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9/_+=.@-]{0,511}$"  # noqa: S105 (a name pattern)
@@ -119,10 +124,13 @@ class Schedule:
     timezone: str
     duration_hours: int
     cutoff_hours: int
-    max_parallel_users: int
-    # Due users one scheduled run starts, most overdue first; the rest wait for the next run. Bounded by Step
-    # Functions' 25,000 history events (≈ 8 per user) and 256 KiB of state (the due list and the results).
-    max_users_per_run: int = 1000
+    # Due users one scheduled run starts (the rest are deferred to the next run); the run does not wait for
+    # the rotations it starts, so this bounds a run's length (max_users_per_run / starts_per_minute), not
+    # Step Functions' quotas (≈ 10 history events per 100 users checked, state of constant size).
+    max_users_per_run: int = MAX_USERS_PER_RUN_DEFAULT
+    starts_per_minute: int = STARTS_PER_MINUTE_DEFAULT
+    # The watchdog counts users whose key is overdue by more than this (a schedule that fell behind).
+    overdue_alarm_days: int = OVERDUE_ALARM_DAYS_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -196,8 +204,9 @@ class Settings:
                 "timezone": self.schedule.timezone,
                 "duration_hours": self.schedule.duration_hours,
                 "cutoff_hours": self.schedule.cutoff_hours,
-                "max_parallel_users": self.schedule.max_parallel_users,
                 "max_users_per_run": self.schedule.max_users_per_run,
+                "starts_per_minute": self.schedule.starts_per_minute,
+                "overdue_alarm_days": self.schedule.overdue_alarm_days,
             },
             "alerts": {"email": self.alerts.email},
             "server_groups": [_group_to_dict(group) for group in self.server_groups],
@@ -312,8 +321,13 @@ def _defaults(data: Any, path: str) -> Defaults:
 
 def _schedule(data: Any, path: str) -> Schedule:
     raw = _mapping(data, path)
-    _only(raw, path, required={"expression", "timezone", "duration_hours", "cutoff_hours",
-                               "max_parallel_users"}, optional={"max_users_per_run"})
+    if "max_parallel_users" in raw:
+        raise InvalidSettings(
+            f"{path}.max_parallel_users: no longer a setting: the scheduled run starts rotations without "
+            "waiting for them; remove it (schedule.starts_per_minute sets how fast it starts them)"
+        )
+    _only(raw, path, required={"expression", "timezone", "duration_hours", "cutoff_hours"},
+          optional={"max_users_per_run", "starts_per_minute", "overdue_alarm_days"})
     duration = _int(raw["duration_hours"], f"{path}.duration_hours", minimum=1, maximum=24)
     cutoff = _int(raw["cutoff_hours"], f"{path}.cutoff_hours", minimum=0, maximum=23)
     if cutoff >= duration:
@@ -324,11 +338,12 @@ def _schedule(data: Any, path: str) -> Schedule:
         timezone=_string(raw["timezone"], f"{path}.timezone", TIMEZONE_PATTERN, "an IANA time zone"),
         duration_hours=duration,
         cutoff_hours=cutoff,
-        # An inline Map runs at most 40 iterations at once.
-        max_parallel_users=_int(raw["max_parallel_users"], f"{path}.max_parallel_users",
-                                minimum=1, maximum=40),
         max_users_per_run=_int(raw.get("max_users_per_run", MAX_USERS_PER_RUN_DEFAULT),
                                f"{path}.max_users_per_run", minimum=1, maximum=MAX_USERS_PER_RUN),
+        starts_per_minute=_int(raw.get("starts_per_minute", STARTS_PER_MINUTE_DEFAULT),
+                               f"{path}.starts_per_minute", minimum=1, maximum=MAX_STARTS_PER_MINUTE),
+        overdue_alarm_days=_int(raw.get("overdue_alarm_days", OVERDUE_ALARM_DAYS_DEFAULT),
+                                f"{path}.overdue_alarm_days", minimum=1, maximum=365),
     )
 
 

@@ -159,10 +159,40 @@ def test_scheduled_run_rotates_only_due_users(make_sandbox: Callable[..., Sandbo
     assert sfn.describe_execution(executionArn=scheduled[0])["status"] == "SUCCEEDED"
     window_input = json.loads(sfn.describe_execution(executionArn=scheduled[0])["input"])
     assert window_input["trigger"] == "maintenance-window" and "{{" not in window_input["window_execution_id"]
-    # AND its output keeps one short status per rotation (the Map's results share a 256 KiB state)
+    # AND its output is the run's totals: counts and the first names of each kind
     output = json.loads(sfn.describe_execution(executionArn=scheduled[0])["output"])
-    assert output["results"] == [{"status": "SUCCEEDED"}, {"status": "SUCCEEDED"}]
-    assert (output["selection"]["deferred"], output["selection"]["deferred_users"]) == (0, [])
+    assert (output["checked"], output["started"]) == (3, 2)
+    assert output["users"]["started"] == ["svc-app1", "svc-app2"]
+    assert output["deferred"] == output["in_progress"] == output["failed_to_start"] == 0
+
+
+def test_two_scheduled_runs_at_once_rotate_every_due_user_exactly_once(
+    make_sandbox: Callable[..., Sandbox],
+) -> None:
+    # GIVEN 5 users, 3 of them due, and the window's run started twice at once (an operator's start on top of
+    # the window's, or the next window while the last still runs)
+    sandbox = make_sandbox(users=5, servers=1, scheduled=True)
+    due = sandbox.scenario.due_users()
+    assert len(due) == 3
+    started = time.monotonic()
+    runs = [sandbox.fire_maintenance_window(), sandbox.fire_maintenance_window()]
+    # WHEN both run to their end and every rotation they started finishes
+    sandbox.follow(timeout=180)
+    report = sandbox.report(started)
+    # THEN every due user was rotated exactly once, the other not at all
+    sfn = sandbox.emulator.client("stepfunctions")
+    rotations = sfn.list_executions(stateMachineArn=sandbox.deployment.rotation_machine)["executions"]
+    users = sorted(json.loads(sfn.describe_execution(executionArn=r["executionArn"])["input"])["user"]
+                   for r in rotations)
+    assert users == sorted(due), users
+    assert {r["status"] for r in rotations} == {"SUCCEEDED"}
+    assert {u.user: u.result for u in report.users if u.user in due} == dict.fromkeys(due, "rotated")
+    # AND both runs succeeded, no execution failed and nothing alerted about a collision
+    assert [sfn.describe_execution(executionArn=arn)["status"] for arn in runs] == ["SUCCEEDED", "SUCCEEDED"]
+    texts = dict(invariants.observable_texts(sandbox.emulator, sandbox.deployment))
+    assert not any("RotationInProgress" in text or "Outcome: failed" in text
+                   for key, text in texts.items() if key.startswith("sns "))
+    assert report.violations == []
 
 
 def test_crash_mid_rotation_then_a_new_execution_resumes(make_sandbox: Callable[..., Sandbox]) -> None:

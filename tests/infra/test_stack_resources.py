@@ -94,11 +94,17 @@ def test_lambdas_run_their_step_with_the_contract_environment(synth: Synth) -> N
     (document,) = synth.of_type("AWS::SSM::Document")
     (topic,) = synth.of_type("AWS::SNS::Topic")
     (secrets_key,) = [lid for lid in synth.of_type("AWS::KMS::Key") if lid.startswith("SecretsKey")]
+    (rotation,) = [lid for lid in synth.of_type("AWS::StepFunctions::StateMachine")
+                   if lid.startswith("WorkflowsRotation")]
     for function in functions:
         properties = function["Properties"]
         assert properties["Runtime"] == "python3.12"
         assert properties["TracingConfig"] == {"Mode": "Active"}
+        # (the scheduled run's step starts rotations: it alone is told the rotation machine)
+        scheduled = properties["Handler"] == "handlers.select_due.handler"
+        extra = {"ROTATION_MACHINE_ARN": {"Ref": rotation}} if scheduled else {}
         assert properties["Environment"]["Variables"] == {
+            **extra,
             "SETTINGS_PATH": "settings.json",
             "LOCK_TABLE": {"Ref": table},
             "DOCUMENT_NAME": {"Ref": document},
@@ -225,7 +231,7 @@ def test_every_step_alarms_on_its_unexpected_errors_only(synth: Synth) -> None:
     from handlers import EXPECTED_ERROR_METRIC, METRICS_NAMESPACE, STEPS
 
     (topic,) = synth.of_type("AWS::SNS::Topic")
-    alarms = list(synth.of_type("AWS::CloudWatch::Alarm").values())
+    alarms = [a for lid, a in synth.of_type("AWS::CloudWatch::Alarm").items() if "Errors" in lid]
     functions = set(synth.of_type("AWS::Lambda::Function"))
     watched: dict[str, str] = {}
     for alarm in alarms:
@@ -262,3 +268,32 @@ def test_state_machines_log_to_vended_log_groups_of_their_own_stack(synth: Synth
     from infra.constructs.workflows import vended_log_group_name
 
     assert vended_log_group_name("IamKeyRotation-b", "rotation") not in names
+
+
+def test_the_watchdog_alarms_when_users_fall_overdue_or_no_scheduled_run_finishes_for_a_week(
+    synth: Synth,
+) -> None:
+    from handlers import OVERDUE_USERS_METRIC, SCHEDULED_RUN_METRIC
+
+    (topic,) = synth.of_type("AWS::SNS::Topic")
+    alarms = {lid: a["Properties"] for lid, a in synth.of_type("AWS::CloudWatch::Alarm").items()
+              if lid.startswith(("AlertsOverdue", "AlertsStalled"))}
+    (overdue,) = [a for lid, a in alarms.items() if lid.startswith("AlertsOverdue")]
+    (stalled,) = [a for lid, a in alarms.items() if lid.startswith("AlertsStalled")]
+    # GIVEN select_due's last page publishes OverdueUsers and ScheduledRun (service, step dimensions)
+    for alarm, metric in ((overdue, OVERDUE_USERS_METRIC), (stalled, SCHEDULED_RUN_METRIC)):
+        assert alarm["MetricName"] == metric and alarm["Namespace"] == "KeyRotation"
+        assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {"service": "keyrotation",
+                                                                        "step": "select_due"}
+        assert alarm["AlarmActions"] == [{"Ref": topic}] and alarm["Period"] == 86_400
+    # THEN one run finding a user overdue beyond overdue_alarm_days alarms the same day
+    assert (overdue["Statistic"], overdue["Threshold"], overdue["EvaluationPeriods"]) == ("Maximum", 1, 1)
+    assert overdue["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert overdue["TreatMissingData"] == "notBreaching"
+    assert str(synth.config.settings.schedule.overdue_alarm_days) in overdue["AlarmDescription"]
+    # AND seven days in a row without a finished run alarm (missing data counts), CloudWatch's 7-day maximum
+    assert (stalled["Statistic"], stalled["Threshold"], stalled["ComparisonOperator"]) == (
+        "Sum", 1, "LessThanThreshold")
+    assert (stalled["EvaluationPeriods"], stalled["DatapointsToAlarm"], stalled["TreatMissingData"]) == (
+        7, 7, "breaching")
+    assert stalled["Period"] * stalled["EvaluationPeriods"] <= 7 * 86_400

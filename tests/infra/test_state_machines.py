@@ -101,27 +101,36 @@ def test_standard_logged_and_traced_without_execution_data(synth: Synth, prefix:
     assert properties["TracingConfiguration"] == {"Enabled": True}
 
 
-def test_scheduled_machine_rotates_due_users_with_bounded_concurrency(synth: Synth) -> None:
+def test_scheduled_machine_never_waits_for_a_rotation(synth: Synth) -> None:
+    # GIVEN the scheduled machine as synthesized
     definition = synth.machine("WorkflowsScheduled")
-    assert definition["StartAt"] == "select_due"
-    rotate = definition["States"]["rotate_due_users"]
-    assert rotate["Type"] == "Map" and rotate["ItemsPath"] == "$.selection.due"
-    assert rotate["ItemSelector"]["input.$"] == "$$.Map.Item.Value.input"
-    assert rotate["MaxConcurrency"] == synth.config.settings.schedule.max_parallel_users == 7
-    start = rotate["ItemProcessor"]["States"]["start_rotation"]
-    assert start["Resource"].endswith(":states:::states:startExecution.sync:2")
-    (rotation_id,) = [
-        lid
-        for lid in synth.of_type("AWS::StepFunctions::StateMachine")
-        if lid.startswith("WorkflowsRotation")
-    ]
-    assert start["Parameters"]["StateMachineArn"].endswith(f":stateMachine:{rotation_id}")
-    assert start["Parameters"]["Input.$"] == "$.input"
-    # Named as select_due names it (the user's safe stem and the run's minute, rotation/names.py).
-    assert start["Parameters"]["Name.$"] == "$.name"
-    assert rotate["ItemSelector"]["name.$"] == "$$.Map.Item.Value.name"
-    # A failed rotation of one user is recorded, not allowed to abort the others.
-    assert start["Catch"][0]["Next"] == "rotation_failed"
+    states = definition["States"]
+    # THEN it loops select_due over pages of users until the last (select_due starts the rotations itself)
+    assert definition["StartAt"] == "begin"
+    assert states["begin"]["Next"] == "select_due" and states["select_due"]["Next"] == "more_users"
+    (last_page,) = states["more_users"]["Choices"]
+    assert (last_page["Variable"], last_page["BooleanEquals"]) == ("$.selection.done", True)
+    assert last_page["Next"] == "done"
+    assert states["more_users"]["Default"] == "select_due"
+    assert states["select_due"]["Parameters"] == {"cursor.$": "$.selection.cursor",
+                                                  "totals.$": "$.selection.totals",
+                                                  "started_at.$": "$$.Execution.StartTime"}
+    # AND no state waits for a child execution: no .sync or callback integration, no Map, no Wait
+    resources = [state.get("Resource", "") for state in states.values()]
+    assert not any(".sync" in r or ".waitForTaskToken" in r or ":states:::states:" in r for r in resources)
+    assert {state["Type"] for state in states.values()} == {"Pass", "Task", "Choice", "Succeed", "Fail"}
+    # AND a failure of select_due fails the run (which alerts through the failed-execution rule)
+    assert states["select_due"]["Catch"][0]["Next"] == "failed"
+
+
+def test_the_scheduled_step_may_start_rotations_and_read_locks_only(synth: Synth) -> None:
+    from infra_synth import grants, step_roles
+
+    role = step_roles(synth.template)["select_due"]
+    allowed = {action for grant in grants(synth.template) if grant.role == role for action in grant.actions}
+    assert {"states:StartExecution", "states:DescribeExecution", "dynamodb:GetItem",
+            "iam:ListAccessKeys"} <= allowed
+    assert not allowed & {"iam:ListUsers", "iam:CreateAccessKey", "dynamodb:UpdateItem", "ssm:SendCommand"}
 
 
 def test_definitions_reference_the_step_functions_of_this_stack(synth: Synth) -> None:

@@ -171,6 +171,37 @@ DOCUMENT_PARAMETERS = {
 }
 
 
+ROTATION_MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:keyrotation-rotation"
+
+
+class FakeSfn:
+    """StartExecution as Step Functions answers it: a second start with the same name and input while the
+    first runs returns it; with another input, or once it has closed, ExecutionAlreadyExists."""
+
+    def __init__(self) -> None:
+        self.executions: dict[str, dict[str, Any]] = {}  # name -> {"input", "status", "arn"}
+        self.calls: list[str] = []  # every StartExecution's name, in order
+        self.failing: set[str] = set()  # names whose start fails (e.g. AccessDenied)
+
+    def start_execution(self, *, stateMachineArn: str, name: str, input: str) -> dict[str, Any]:  # noqa: A002
+        assert stateMachineArn == ROTATION_MACHINE
+        self.calls.append(name)
+        if name in self.failing:
+            raise _client_error("AccessDeniedException", "not authorized", "StartExecution")
+        existing = self.executions.get(name)
+        if existing is not None:
+            if existing["input"] == input and existing["status"] == "RUNNING":
+                return {"executionArn": existing["arn"]}
+            raise _client_error("ExecutionAlreadyExists", f"Execution Already Exists: '{name}'",
+                                "StartExecution")
+        arn = f"{ROTATION_MACHINE.replace(':stateMachine:', ':execution:')}:{name}"
+        self.executions[name] = {"input": input, "status": "RUNNING", "arn": arn}
+        return {"executionArn": arn}
+
+    def users_started(self) -> list[str]:
+        return [json.loads(e["input"])["user"] for e in self.executions.values()]
+
+
 @dataclass
 class Server:
     instance_id: str
@@ -337,7 +368,6 @@ def settings_dict(**user_overrides: Any) -> dict[str, Any]:
             "timezone": "Etc/UTC",
             "duration_hours": 4,
             "cutoff_hours": 1,
-            "max_parallel_users": 10,
         },
         "alerts": {"email": None},
         "server_groups": [
@@ -381,6 +411,7 @@ class World:
     sns: Any
     ssm: FakeSsm
     settings_path: Path
+    sfn: FakeSfn = field(default_factory=FakeSfn)
     running: set[str] = field(default_factory=set)
     topic_arn: str = ""
     table: str = "keyrotation-locks"
@@ -488,7 +519,9 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
         monkeypatch.setenv("DOCUMENT_NAME", "keyrotation-rotate-access-key")
         monkeypatch.setenv("TOPIC_ARN", world.topic_arn)
         monkeypatch.setenv("SECRETS_KEY_ARN", world.secrets_key_arn)
+        monkeypatch.setenv("ROTATION_MACHINE_ARN", ROTATION_MACHINE)
         monkeypatch.setattr(_clients, "ssm", lambda: fake)
+        monkeypatch.setattr(_clients, "stepfunctions", lambda: world.sfn)
         monkeypatch.setattr(_clients, "execution_running", lambda arn: arn in world.running)
         yield world
 

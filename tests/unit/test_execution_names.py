@@ -36,8 +36,8 @@ def test_every_iam_user_name_character_gives_an_allowed_name_of_at_most_80() -> 
         assert STEP_FUNCTIONS_NAME.match(name), (user, name)
 
 
-def test_names_read_as_the_user_and_the_run_minute() -> None:
-    assert re.fullmatch(r"svc_web_corp_example-[0-9a-f]{8}-20261203T1051",
+def test_names_read_as_the_user_and_the_runs_utc_day() -> None:
+    assert re.fullmatch(r"svc_web_corp_example-[0-9a-f]{8}-20261203",
                         execution_name("svc.web@corp.example", WHEN))
     assert execution_name("svc-web", WHEN).startswith("svc-web-")
 
@@ -47,7 +47,9 @@ def test_names_are_deterministic_and_distinct_for_distinct_users() -> None:
     assert [execution_name(u, WHEN) for u in users] == [execution_name(u, WHEN) for u in users]
     # users whose safe forms are equal (svc.web, svc@web, svc_web) or truncated alike (64 characters) differ
     assert len({execution_stem(u) for u in users}) == len(set(users))
-    assert execution_name("svc-web", WHEN) != execution_name("svc-web", WHEN.replace(minute=52))
+    # one name a day: two runs of one day start one rotation of a user, the next day's run another
+    assert execution_name("svc-web", WHEN) == execution_name("svc-web", WHEN.replace(hour=23, minute=59))
+    assert execution_name("svc-web", WHEN) != execution_name("svc-web", WHEN.replace(day=4))
 
 
 def test_settings_with_two_users_of_one_stem_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:

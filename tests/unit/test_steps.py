@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -303,7 +302,7 @@ def test_relative_settings_path_is_found_under_the_task_root(
     (root / "settings.json").write_text(json.dumps(settings_dict()))
     monkeypatch.setenv("LAMBDA_TASK_ROOT", str(root))
     monkeypatch.setenv("SETTINGS_PATH", "settings.json")
-    assert handler("select_due")({})["checked"] == 1
+    assert handler("select_due")({})["totals"]["checked"] == 2  # both settings users
 
 
 def test_invalid_bundled_settings_fail_loudly(world: World) -> None:
@@ -328,59 +327,6 @@ def test_rollback_and_notify_after_prepare_failed(world: World) -> None:
     (message,) = world.messages()
     assert "Error: SecretMissing: secret 'x' does not exist" in message
     assert result["notification"]["subject"] == "Key rotation of svc-web: failed"
-
-
-# -- select_due ----------------------------------------------------------------------------------
-
-
-def test_select_due_picks_managed_users_with_old_keys(world: World) -> None:
-    # GIVEN svc-web's key is 100 days old (max 90), svc-db's is new, and many unmanaged users exist
-    (web_key,) = world.iam_keys()
-    world.age_key("svc-web", web_key, days=100)
-    world.add_user("svc-db")
-    for i in range(130):
-        world.iam.create_user(UserName=f"human-{i}", Path="/humans/")
-    world.iam.create_user(UserName="svc-other", Path="/keyrotation/")  # managed path, not in settings
-    world.iam.create_access_key(UserName="svc-other")
-    # WHEN the scheduled run asks THEN only svc-web is due
-    result = handler("select_due")({})
-    assert [item["input"] for item in result["due"]] == [{"user": "svc-web", "mode": "standard"}]
-    assert re.fullmatch(r"svc-web-[0-9a-f]{8}-\d{8}T\d{4}", result["due"][0]["name"])
-    assert {k: v for k, v in result.items() if k != "due"} == {"checked": 2, "not_in_iam": [], "deferred": 0,
-                                                               "deferred_users": []}
-
-
-def test_select_due_honours_per_user_max_age_and_reports_missing_users(world: World) -> None:
-    (web_key,) = world.iam_keys()
-    world.age_key("svc-web", web_key, days=10)
-    world.write_settings(settings_dict(max_key_age_days=7))
-    result = handler("select_due")({})
-    assert [item["input"] for item in result["due"]] == [{"user": "svc-web", "mode": "standard"}]
-    assert result["not_in_iam"] == ["svc-db"]
-
-
-def test_select_due_ignores_inactive_old_keys(world: World) -> None:
-    (web_key,) = world.iam_keys()
-    world.age_key("svc-web", web_key, days=200)
-    world.iam.update_access_key(UserName="svc-web", AccessKeyId=web_key, Status="Inactive")
-    assert handler("select_due")({})["due"] == []
-
-
-def test_a_scheduled_run_takes_the_most_overdue_users_up_to_its_limit(world: World) -> None:
-    # GIVEN both users are due, svc-db's key 30 days longer overdue, and a run may start only one rotation
-    (web_key,) = world.iam_keys()
-    world.age_key("svc-web", web_key, days=100)
-    db_key = world.add_user("svc-db")
-    assert db_key is not None
-    world.age_key("svc-db", db_key, days=130)
-    settings = settings_dict()
-    settings["schedule"]["max_users_per_run"] = 1
-    world.write_settings(settings)
-    # WHEN the scheduled run asks
-    result = handler("select_due")({})
-    # THEN it gets the one that waited longest, and the other is counted and named as left for next time
-    assert [item["input"] for item in result["due"]] == [{"user": "svc-db", "mode": "standard"}]
-    assert (result["deferred"], result["deferred_users"]) == (1, ["svc-web"])
 
 
 # -- the leak watch itself -----------------------------------------------------------------------
