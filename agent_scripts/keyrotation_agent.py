@@ -215,10 +215,13 @@ def same_path(a: str, b: str) -> bool:
         return False
 
 
-def refuse_ssm_agent_file(logical: str, profile: str) -> None:
-    """The SSM Agent's own credentials (profile default) must never be overwritten: that breaks the agent."""
-    if profile != "default":
-        return
+def refuse_ssm_agent_file(logical: str) -> None:
+    """The SSM Agent's own credentials file is never written, whatever the profile.
+
+    The SSM Agent rewrites that file (its profile default) whenever it refreshes the node's credentials, with
+    no lock shared with us: writing any other profile there races with it, and either write can lose the
+    other's.
+    """
     target = host_path(logical)
     agent_files = [host_path(p) for p in SSM_AGENT_FILES]
     # Run Command points AWS_SHARED_CREDENTIALS_FILE at the agent's own file.
@@ -228,8 +231,8 @@ def refuse_ssm_agent_file(logical: str, profile: str) -> None:
     if named or any(same_path(target, p) for p in agent_files):
         raise AgentError(
             "refused_agent_file",
-            "refusing to write profile default of the SSM Agent's own credentials file; "
-            "use the application user's file or another profile",
+            "refusing to write the SSM Agent's own credentials file (any profile, not only default): the SSM "
+            "Agent rewrites it without a lock shared with us; use the application user's file",
         )
 
 
@@ -1125,7 +1128,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         params = read_parameters(sys.argv[1:] if argv is None else argv)
         validate_parameters(params)  # before any value is echoed in the result line
         result.update(action=params["Action"], profile=params["Profile"], file=params["CredentialsFile"])
-        refuse_ssm_agent_file(params["CredentialsFile"], params["Profile"])
+        refuse_ssm_agent_file(params["CredentialsFile"])
         if params["Action"] == "rotate":
             rotate(params, result, secrets)
         else:
