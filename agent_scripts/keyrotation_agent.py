@@ -48,6 +48,12 @@ except ImportError:  # pragma: no cover - Windows
     pwd = None  # type: ignore[assignment]
 
 RESULT_MARKER = "KEYROTATION_RESULT"
+# The result line is the agent's only stdout and is kept this short so that the SSM Agent's truncation of the
+# plugin output (2,500 characters of stdout and stderr together) can never cut it: see result_line().
+RESULT_LINE_LIMIT = 1000
+SHORTENABLE = ("message", "file", "backup", "caller_arn", "hook")
+# How much of a reload hook's output (stdout and stderr, merged) the agent relays to its own stderr.
+HOOK_OUTPUT_SHOWN = 1000
 
 # The document's allowedPattern values, verbatim (a contract test keeps them equal). Applied with
 # re.fullmatch so that Python's "$ matches before a final newline" cannot differ from Go's RE2.
@@ -969,8 +975,11 @@ def run_hook(name: str, context: Dict[str, str]) -> None:
         proc.communicate()
         raise AgentError("hook_failed", "reload hook %s timed out after %.0f s" % (name, timeout)) from None
     text = output.decode("utf-8", "replace").strip()
+    if len(text) > HOOK_OUTPUT_SHOWN:  # bounded: the SSM Agent keeps little of the command's output
+        log("hook %s wrote %d characters; the last %d:" % (name, len(text), HOOK_OUTPUT_SHOWN))
+        text = text[-HOOK_OUTPUT_SHOWN:]
     if text:
-        log("hook %s: %s" % (name, text[-2000:]))
+        log("hook %s: %s" % (name, text))
     if proc.returncode != 0:
         raise AgentError("hook_failed", "reload hook %s exited %d: %s" % (name, proc.returncode, text[-200:]))
 
@@ -1105,12 +1114,47 @@ def verify(params: Dict[str, str], result: Dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------- main
 
 
+def shorten(value: str, size: int) -> str:
+    """``value`` in at most ``size`` characters: its head and tail around "..." (paths, ARNs, messages)."""
+    if len(value) <= size:
+        return value
+    head = (size - 3) // 2
+    return value[:head] + "..." + value[len(value) - (size - 3 - head) :]
+
+
+def result_line(result: Dict[str, Any], secrets: List[str]) -> str:
+    """The result line, scrubbed of every secret and at most RESULT_LINE_LIMIT characters.
+
+    ListCommandInvocations keeps 2,500 characters of stdout and stderr together; when both are long, the SSM
+    Agent keeps only the first ~1,200 of stdout (docs/agent.md, "The result line"). Our stdout is this one
+    line, so at 1,000 characters it always survives whole, whatever the hook or the diagnostics wrote.
+    """
+
+    def scrub(text: str) -> str:
+        for secret in secrets:  # belt and braces: the secret must never reach command output
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    # Scrub the values before shortening them: a secret cut in half would no longer be recognised.
+    shown = {key: scrub(value) if isinstance(value, str) else value for key, value in result.items()}
+    while True:
+        line = scrub(RESULT_MARKER + " " + json.dumps(shown, ensure_ascii=True))
+        if len(line) <= RESULT_LINE_LIMIT:
+            return line
+        # Halve the longest free-text field; status, error, action, profile and the key id are bounded.
+        longest = max(
+            (key for key in SHORTENABLE if isinstance(shown.get(key), str) and len(shown[key]) > 16),
+            key=lambda key: len(json.dumps(shown[key], ensure_ascii=True)),
+            default=None,
+        )
+        if longest is None:  # cannot happen with bounded fields; never print an over-long line
+            return line[:RESULT_LINE_LIMIT]
+        shown[longest] = shorten(shown[longest], len(shown[longest]) // 2)
+
+
 def emit(result: Dict[str, Any], secrets: List[str]) -> None:
-    line = RESULT_MARKER + " " + json.dumps(result, ensure_ascii=True)
-    for secret in secrets:  # belt and braces: the secret must never reach command output
-        if secret:
-            line = line.replace(secret, "***")
-    sys.stdout.write(line + "\n")
+    sys.stdout.write(result_line(result, secrets) + "\n")
     sys.stdout.flush()
 
 
