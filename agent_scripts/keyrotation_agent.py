@@ -16,8 +16,11 @@ runs it on every CPython from 3.6 to 3.13.
 Action ``rotate``:
   1. validate every input (the document's patterns, again) and refuse unsafe targets;
   2. fetch the secret's AWSCURRENT value with the server's own credentials and check its shape;
-  3. rewrite only the profile's two key lines (atomically, mode 0600, owner FileOwner, 0600 backup);
-  4. prove the new key works from this server (sts:GetCallerIdentity with that profile), else restore;
+  3. rewrite only the profile's two key lines (atomically, keeping the file's owner, group, mode and extended
+     attributes such as ACLs and the SELinux label, or refusing before any change; a new file is 0600 and
+     FileOwner's; a root-only 0600 backup);
+  4. read the file as FileOwner (a child that drops to that user), then prove the new key works from this
+     server (sts:GetCallerIdentity with that profile); if either fails, restore;
   5. run the named reload hook from the root-owned hooks directory;
   6. print exactly one ``KEYROTATION_RESULT {json}`` line; exit non-zero on any failure.
 Action ``verify`` checks, writing nothing, that the profile holds ExpectedAccessKeyId and that it works.
@@ -29,6 +32,7 @@ agent touches; ``AWS_ENDPOINT_URL`` is honoured by botocore and the CLI; the ``K
 import argparse
 import configparser
 import contextlib
+import errno
 import io
 import json
 import ntpath
@@ -48,6 +52,12 @@ except ImportError:  # pragma: no cover - Windows
     pwd = None  # type: ignore[assignment]
 
 RESULT_MARKER = "KEYROTATION_RESULT"
+# The result line is the agent's only stdout and is kept this short so that the SSM Agent's truncation of the
+# plugin output (2,500 characters of stdout and stderr together) can never cut it: see result_line().
+RESULT_LINE_LIMIT = 1000
+SHORTENABLE = ("message", "file", "backup", "caller_arn", "hook")
+# How much of a reload hook's output (stdout and stderr, merged) the agent relays to its own stderr.
+HOOK_OUTPUT_SHOWN = 1000
 
 # The document's allowedPattern values, verbatim (a contract test keeps them equal). Applied with
 # re.fullmatch so that Python's "$ matches before a final newline" cannot differ from Go's RE2.
@@ -108,6 +118,8 @@ EXIT_CODES = {
     "key_mismatch": 8,
     "hook_failed": 9,
     "restore_failed": 10,
+    "unreadable_by_owner": 11,
+    "attributes_not_kept": 3,
 }
 
 
@@ -215,10 +227,13 @@ def same_path(a: str, b: str) -> bool:
         return False
 
 
-def refuse_ssm_agent_file(logical: str, profile: str) -> None:
-    """The SSM Agent's own credentials (profile default) must never be overwritten: that breaks the agent."""
-    if profile != "default":
-        return
+def refuse_ssm_agent_file(logical: str) -> None:
+    """The SSM Agent's own credentials file is never written, whatever the profile.
+
+    The SSM Agent rewrites that file (its profile default) whenever it refreshes the node's credentials, with
+    no lock shared with us: writing any other profile there races with it, and either write can lose the
+    other's.
+    """
     target = host_path(logical)
     agent_files = [host_path(p) for p in SSM_AGENT_FILES]
     # Run Command points AWS_SHARED_CREDENTIALS_FILE at the agent's own file.
@@ -228,8 +243,8 @@ def refuse_ssm_agent_file(logical: str, profile: str) -> None:
     if named or any(same_path(target, p) for p in agent_files):
         raise AgentError(
             "refused_agent_file",
-            "refusing to write profile default of the SSM Agent's own credentials file; "
-            "use the application user's file or another profile",
+            "refusing to write the SSM Agent's own credentials file (any profile, not only default): the SSM "
+            "Agent rewrites it without a lock shared with us; use the application user's file",
         )
 
 
@@ -250,6 +265,24 @@ def resolve_owner(name: str) -> Tuple[int, int]:
     except KeyError:
         raise AgentError("unknown_owner", "no local user named %s" % name) from None
     return entry.pw_uid, entry.pw_gid
+
+
+def resolve_groups(name: str, gid: int) -> List[int]:
+    """The user's groups (primary and supplementary), as the application running as that user has them."""
+    if os.environ.get("KEYROTATION_ROOT") and os.path.isfile(host_path("/etc/passwd")):
+        found = {gid}
+        group_file = host_path("/etc/group")
+        if os.path.isfile(group_file):
+            with open(group_file, encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    fields = line.rstrip("\n").split(":")
+                    if len(fields) >= 4 and fields[2].isdigit() and name in fields[3].split(","):
+                        found.add(int(fields[2]))
+        return sorted(found)
+    try:
+        return sorted(set(os.getgrouplist(name, gid)))
+    except (KeyError, OSError):
+        return [gid]
 
 
 def split_logical(logical: str) -> List[str]:
@@ -375,8 +408,10 @@ class Directory:
         except FileNotFoundError:
             return None
 
-    def read_file(self, name: str) -> Optional[bytes]:
-        """The file's bytes, or None if missing; refuses symlinks, hard links, non-files, foreign owners."""
+    def read_file(self, name: str) -> Optional[Tuple[bytes, "FileAttributes"]]:
+        """The file's bytes and attributes, or None if missing.
+
+        Refuses symlinks, hard links, non-files and foreign owners."""
         st = self.stat_file(name)
         if st is None:
             return None
@@ -387,7 +422,7 @@ class Directory:
             raise AgentError("unsafe_path", "%s is not a regular file" % shown)
         if IS_WINDOWS:  # pragma: no cover
             with open(os.path.join(self.path, name), "rb") as handle:
-                return handle.read()
+                return handle.read(), FileAttributes(-1, -1, 0o600, None)
         if st.st_nlink != 1:
             raise AgentError("unsafe_path", "%s has %d hard links" % (shown, st.st_nlink))
         if st.st_uid not in (0, self.owner[0]):
@@ -399,27 +434,32 @@ class Directory:
             opened = os.fstat(fd)
             if (opened.st_ino, opened.st_dev) != (st.st_ino, st.st_dev) or not stat.S_ISREG(opened.st_mode):
                 raise AgentError("unsafe_path", "%s changed while it was being read" % shown)
+            attributes = FileAttributes(
+                opened.st_uid, opened.st_gid, stat.S_IMODE(opened.st_mode), read_xattrs(fd, shown)
+            )
             chunks = []
             while True:
                 chunk = os.read(fd, 65536)
                 if not chunk:
                     break
                 chunks.append(chunk)
-            return b"".join(chunks)
+            return b"".join(chunks), attributes
         finally:
             os.close(fd)
 
-    def write_atomic(self, name: str, data: bytes, owner: Tuple[int, int]) -> None:
-        """Temp file in the same directory, fsync, rename over ``name``, fsync the directory. Mode 0600."""
+    def prepare(self, name: str, data: bytes, attributes: "FileAttributes") -> str:
+        """Write ``data`` to a new temporary file next to ``name``, with ``attributes``, fsynced: its name.
+
+        Nothing else changes until commit(); a failure (e.g. an attribute this filesystem will not take)
+        removes the temporary file.
+        """
         temp = "." + name + TEMP_INFIX + "%d-%s" % (os.getpid(), os.urandom(4).hex())
         if IS_WINDOWS:  # pragma: no cover
-            temp_path = os.path.join(self.path, temp)
-            with open(temp_path, "xb") as handle:
+            with open(os.path.join(self.path, temp), "xb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(temp_path, os.path.join(self.path, name))
-            return
+            return temp
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         fd = os.open(temp, flags, 0o600, dir_fd=self.fd)
         try:
@@ -428,20 +468,40 @@ class Directory:
                 while view:
                     written = os.write(fd, view)
                     view = view[written:]
-                os.fchown(fd, owner[0], owner[1])
-                os.fchmod(fd, 0o600)
+                apply_attributes(fd, attributes, self.logical.rstrip("/\\") + "/" + name)
                 test_pause("temp file written: " + temp)
                 os.fsync(fd)
             finally:
                 os.close(fd)
             test_pause("temp file synced")
+        except BaseException:
+            self.discard(temp)
+            raise
+        return temp
+
+    def commit(self, temp: str, name: str) -> None:
+        """Rename a prepared temporary file over ``name`` and fsync the directory."""
+        if IS_WINDOWS:  # pragma: no cover
+            os.replace(os.path.join(self.path, temp), os.path.join(self.path, name))
+            return
+        try:
             os.rename(temp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp, dir_fd=self.fd)
+            self.discard(temp)
             raise
         test_pause("renamed over " + name)
         os.fsync(self.fd)
+
+    def discard(self, temp: str) -> None:
+        with contextlib.suppress(OSError):
+            if IS_WINDOWS:  # pragma: no cover
+                os.remove(os.path.join(self.path, temp))
+            else:
+                os.unlink(temp, dir_fd=self.fd)
+
+    def write_atomic(self, name: str, data: bytes, attributes: "FileAttributes") -> None:
+        """Temp file in the same directory, fsync, rename over ``name``, fsync the directory."""
+        self.commit(self.prepare(name, data, attributes), name)
 
     def remove(self, name: str) -> None:
         if IS_WINDOWS:  # pragma: no cover
@@ -450,15 +510,16 @@ class Directory:
         os.unlink(name, dir_fd=self.fd)
         os.fsync(self.fd)
 
-    def ensure_mode_owner(self, name: str, owner: Tuple[int, int]) -> None:
-        if IS_WINDOWS:  # pragma: no cover
+    def tighten(self, name: str, attributes: "FileAttributes") -> None:
+        """An unchanged file keeps its attributes, except that others lose every bit (see FileAttributes)."""
+        if IS_WINDOWS or attributes.kept().mode == attributes.mode:  # pragma: no cover - Windows
             return
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=self.fd)
         try:
-            os.fchown(fd, owner[0], owner[1])
-            os.fchmod(fd, 0o600)
+            os.fchmod(fd, attributes.kept().mode)
         finally:
             os.close(fd)
+        log("removed the permissions of others on %s" % name)
 
     def remove_stale_temps(self, name: str) -> None:
         """Temp files of runs killed mid-write (we hold the lock: none is in use; the names are ours)."""
@@ -471,6 +532,84 @@ class Directory:
                 if not stat.S_ISDIR(st.st_mode):  # unlink never follows a symlink
                     os.unlink(entry, dir_fd=self.fd)
                     log("removed stale temp file " + entry)
+
+
+# -------------------------------------------------------------------------------------- file attributes
+
+
+class FileAttributes(object):
+    """What a rewrite keeps of the file it replaces: owner, group, mode and extended attributes.
+
+    ``xattrs`` holds every extended attribute (POSIX ACLs are ``system.posix_acl_access``, the SELinux label
+    is ``security.selinux``), or is None for a new file, which keeps what its directory gives it (e.g. a
+    default ACL). A secret is never left to others: the kept mode drops every bit of "others" (and the
+    set-id and sticky bits).
+    """
+
+    def __init__(self, uid: int, gid: int, mode: int, xattrs: Optional[Dict[str, bytes]]) -> None:
+        self.uid = uid
+        self.gid = gid
+        self.mode = mode
+        self.xattrs = xattrs
+
+    def kept(self) -> "FileAttributes":
+        return FileAttributes(self.uid, self.gid, self.mode & 0o770, self.xattrs)
+
+
+def list_xattrs(fd: int) -> List[str]:
+    """Names of the extended attributes of ``fd`` ([] where the filesystem or Python has none)."""
+    if not hasattr(os, "listxattr"):  # not Linux: ACLs cannot be seen (docs/agent.md)
+        return []
+    try:
+        return os.listxattr(fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, getattr(errno, "EOPNOTSUPP", errno.ENOTSUP)):
+            return []
+        raise
+
+
+def read_xattrs(fd: int, shown: str) -> Optional[Dict[str, bytes]]:
+    if not hasattr(os, "getxattr"):
+        return None
+    try:
+        return {name: os.getxattr(fd, name) for name in list_xattrs(fd)}
+    except OSError as exc:
+        raise AgentError(
+            "attributes_not_kept",
+            "cannot read the extended attributes of %s (%s); nothing was changed"
+            % (shown, exc.strerror or exc),
+        ) from None
+
+
+def apply_attributes(fd: int, attributes: FileAttributes, shown: str) -> None:
+    """Give the new file (``fd``) the old one's owner, group, extended attributes, then mode.
+
+    chown first (it may clear set-id bits and capabilities), the mode last: chmod rewrites an ACL's owner,
+    mask and other entries from the mode, which are the old ones except that others get nothing.
+    """
+    os.fchown(fd, attributes.uid, attributes.gid)
+    if attributes.xattrs is not None:
+        name = ""
+        try:
+            for name in list_xattrs(fd):
+                if name not in attributes.xattrs:  # e.g. inherited from the directory's default ACL
+                    os.removexattr(fd, name)
+            for name, value in sorted(attributes.xattrs.items()):
+                os.setxattr(fd, name, value)
+        except OSError as exc:
+            raise AgentError(
+                "attributes_not_kept",
+                "cannot give the rewritten %s the extended attribute %s it has (%s); nothing was changed"
+                % (shown, name, exc.strerror or exc),
+            ) from None
+    os.fchmod(fd, attributes.mode)
+    st = os.fstat(fd)
+    if (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) != (attributes.uid, attributes.gid, attributes.mode):
+        raise AgentError(
+            "attributes_not_kept",
+            "the rewritten %s did not keep owner %d, group %d and mode %o; nothing was changed"
+            % (shown, attributes.uid, attributes.gid, attributes.mode),
+        )
 
 
 # ------------------------------------------------------------------------------------ credentials file
@@ -912,6 +1051,88 @@ def prove_key_works(
             time.sleep(interval)
 
 
+# ------------------------------------------------------------------------------- the owner's read check
+
+READ_CHECK_ERRORS = {
+    2: "permission denied",
+    3: "it reads other content than was written",
+    4: "it cannot be opened or read",
+    5: "the agent is not root and cannot act as that user",
+}
+
+
+def check_owner_reads(logical: str, user: str, owner: Tuple[int, int], expected: bytes) -> None:
+    """Read the file as the application would: in a child that becomes ``user`` (uid, gid and groups).
+
+    The proof of the key runs as root, who reads anything; this makes "the application cannot read its
+    file" (a mode, group, ACL or parent directory that shuts the user out) a failure, never a confirmation.
+    The path is opened from the server's root directory, so every directory on the way must let the user
+    through, as it must for the application. (SELinux is not checked: the child keeps root's domain.)
+    """
+    if IS_WINDOWS:  # pragma: no cover - no owner on Windows (docs/agent.md)
+        return
+    uid, gid = owner
+    groups = resolve_groups(user, gid)
+    root_fd = os.open(os.environ.get("KEYROTATION_ROOT", "") or "/", os.O_RDONLY | os.O_DIRECTORY)
+    relative = "/".join(split_logical(logical))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: no output, no cleanup handlers, only an exit code
+            code = 4
+            try:
+                if os.geteuid() == 0:
+                    os.setgroups(groups)
+                    os.setgid(gid)
+                    os.setuid(uid)
+                elif os.geteuid() != uid:
+                    code = 5
+                    raise OSError("not root")
+                fd = os.open(relative, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=root_fd)
+                chunks = []
+                while True:
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                code = 0 if b"".join(chunks) == expected else 3
+            except PermissionError:
+                code = 2
+            except BaseException:  # noqa: BLE001, S110 - the code says what failed
+                pass
+            finally:
+                os._exit(code)
+    finally:
+        os.close(root_fd)
+    deadline = time.monotonic() + env_float("KEYROTATION_READ_CHECK_TIMEOUT", 10.0)
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            import signal
+
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AgentError("unreadable_by_owner", "reading %s as %s timed out" % (logical, user))
+        time.sleep(0.01)
+    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 4
+    if code != 0:
+        raise AgentError(
+            "unreadable_by_owner",
+            "%s cannot read %s (uid %d, gid %d, groups %s): %s"
+            % (
+                user,
+                logical,
+                uid,
+                gid,
+                ",".join(str(g) for g in groups),
+                READ_CHECK_ERRORS.get(code, "failed"),
+            ),
+        )
+
+
 # ---------------------------------------------------------------------------------------------- hooks
 
 
@@ -966,8 +1187,11 @@ def run_hook(name: str, context: Dict[str, str]) -> None:
         proc.communicate()
         raise AgentError("hook_failed", "reload hook %s timed out after %.0f s" % (name, timeout)) from None
     text = output.decode("utf-8", "replace").strip()
+    if len(text) > HOOK_OUTPUT_SHOWN:  # bounded: the SSM Agent keeps little of the command's output
+        log("hook %s wrote %d characters; the last %d:" % (name, len(text), HOOK_OUTPUT_SHOWN))
+        text = text[-HOOK_OUTPUT_SHOWN:]
     if text:
-        log("hook %s: %s" % (name, text[-2000:]))
+        log("hook %s: %s" % (name, text))
     if proc.returncode != 0:
         raise AgentError("hook_failed", "reload hook %s exited %d: %s" % (name, proc.returncode, text[-200:]))
 
@@ -992,7 +1216,8 @@ def rotate(params: Dict[str, str], result: Dict[str, Any], secrets: List[str]) -
     try:
         directory.lock(env_float("KEYROTATION_LOCK_TIMEOUT", 120.0))
         directory.remove_stale_temps(name)
-        data = directory.read_file(name)
+        found = directory.read_file(name)
+        data, attributes = found if found is not None else (None, None)
         old_text = decode_credentials(data, logical) if data is not None else ""
 
         key_id, secret = parse_secret(
@@ -1003,30 +1228,47 @@ def rotate(params: Dict[str, str], result: Dict[str, Any], secrets: List[str]) -
 
         new_text = rewrite_profile(old_text, profile, key_id, secret)
         check_rewrite(old_text, new_text, profile, key_id, secret)
+        new_data = new_text.encode("utf-8")
         changed = data is None or new_text != old_text
         result["changed"] = changed
         if changed:
+            # A new file: 0600, owned by FileOwner. An existing one keeps its owner, group, mode and
+            # extended attributes (ACLs, SELinux label), or is refused before anything changes.
+            kept = (
+                attributes.kept()
+                if attributes is not None
+                else FileAttributes(owner[0], owner[1], 0o600, None)
+            )
+            try:
+                temp = directory.prepare(name, new_data, kept)
+            except OSError as exc:
+                raise AgentError(
+                    "write_failed", "cannot write %s: %s" % (logical, exc.strerror or exc)
+                ) from None
             try:
                 if data is not None:
-                    directory.write_atomic(name + BACKUP_SUFFIX, data, (0, 0))
+                    directory.write_atomic(name + BACKUP_SUFFIX, data, FileAttributes(0, 0, 0o600, None))
                     result["backup"] = logical + BACKUP_SUFFIX
                     test_pause("backup written")
-                directory.write_atomic(name, new_text.encode("utf-8"), owner)
+                directory.commit(temp, name)
             except OSError as exc:
+                directory.discard(temp)
                 raise AgentError(
                     "write_failed", "cannot write %s: %s" % (logical, exc.strerror or exc)
                 ) from None
             log("wrote profile %s of %s" % (profile, logical))
         else:
-            directory.ensure_mode_owner(name, owner)
+            if attributes is not None:
+                directory.tighten(name, attributes)
             log("profile %s of %s already holds %s" % (profile, logical, key_id))
         try:
+            check_owner_reads(logical, params["FileOwner"], owner, new_data)
             result["caller_arn"] = prove_key_works(
                 aws, directory_file(directory, name), profile, key_id, region_for(params["SecretId"])
             )
         except AgentError as failure:
             if changed:
-                restore(directory, name, data, owner, logical)
+                restore(directory, name, data, attributes, logical)
                 failure.message += "; the previous file was restored"
             raise failure from None
     finally:
@@ -1049,18 +1291,23 @@ def directory_file(directory: Directory, name: str) -> str:
 
 
 def restore(
-    directory: Directory, name: str, data: Optional[bytes], owner: Tuple[int, int], logical: str
+    directory: Directory,
+    name: str,
+    data: Optional[bytes],
+    attributes: Optional[FileAttributes],
+    logical: str,
 ) -> None:
+    """Put back the file as it was (content and attributes), or remove the one the agent created."""
     try:
-        if data is None:
+        if data is None or attributes is None:
             directory.remove(name)
         else:
-            directory.write_atomic(name, data, owner)
+            directory.write_atomic(name, data, attributes)
         log("restored the previous %s" % logical)
-    except OSError as exc:
+    except (OSError, AgentError) as exc:
+        reason = exc.message if isinstance(exc, AgentError) else exc.strerror or str(exc)
         raise AgentError(
-            "restore_failed",
-            "the new key does not work and restoring %s failed: %s" % (logical, exc.strerror or exc),
+            "restore_failed", "the rotation failed and restoring %s failed: %s" % (logical, reason)
         ) from None
 
 
@@ -1078,22 +1325,24 @@ def verify(params: Dict[str, str], result: Dict[str, Any]) -> None:
         raise
     try:
         directory.lock(env_float("KEYROTATION_LOCK_TIMEOUT", 120.0))
-        data = directory.read_file(name)
-        if data is None:
+        found = directory.read_file(name)
+        if found is None:
             raise AgentError("key_mismatch", "%s does not exist" % logical)
+        data = found[0]
         section = parse_credentials(decode_credentials(data, logical)).get(profile)
         if section is None:
             raise AgentError("key_mismatch", "%s has no profile %s" % (logical, profile))
-        found = section.get(KEY_ID, "")
-        result["access_key_id"] = found
-        if found != params["ExpectedAccessKeyId"]:
+        key_found = section.get(KEY_ID, "")
+        result["access_key_id"] = key_found
+        if key_found != params["ExpectedAccessKeyId"]:
             raise AgentError(
                 "key_mismatch",
                 "profile %s holds %s, expected %s"
-                % (profile, found or "no key", params["ExpectedAccessKeyId"]),
+                % (profile, key_found or "no key", params["ExpectedAccessKeyId"]),
             )
+        check_owner_reads(logical, params["FileOwner"], owner, data)
         result["caller_arn"] = prove_key_works(
-            aws, directory_file(directory, name), profile, found, region_for(params["SecretId"])
+            aws, directory_file(directory, name), profile, key_found, region_for(params["SecretId"])
         )
     finally:
         directory.close()
@@ -1102,12 +1351,47 @@ def verify(params: Dict[str, str], result: Dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------- main
 
 
+def shorten(value: str, size: int) -> str:
+    """``value`` in at most ``size`` characters: its head and tail around "..." (paths, ARNs, messages)."""
+    if len(value) <= size:
+        return value
+    head = (size - 3) // 2
+    return value[:head] + "..." + value[len(value) - (size - 3 - head) :]
+
+
+def result_line(result: Dict[str, Any], secrets: List[str]) -> str:
+    """The result line, scrubbed of every secret and at most RESULT_LINE_LIMIT characters.
+
+    ListCommandInvocations keeps 2,500 characters of stdout and stderr together; when both are long, the SSM
+    Agent keeps only the first ~1,200 of stdout (docs/agent.md, "The result line"). Our stdout is this one
+    line, so at 1,000 characters it always survives whole, whatever the hook or the diagnostics wrote.
+    """
+
+    def scrub(text: str) -> str:
+        for secret in secrets:  # belt and braces: the secret must never reach command output
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    # Scrub the values before shortening them: a secret cut in half would no longer be recognised.
+    shown = {key: scrub(value) if isinstance(value, str) else value for key, value in result.items()}
+    while True:
+        line = scrub(RESULT_MARKER + " " + json.dumps(shown, ensure_ascii=True))
+        if len(line) <= RESULT_LINE_LIMIT:
+            return line
+        # Halve the longest free-text field; status, error, action, profile and the key id are bounded.
+        longest = max(
+            (key for key in SHORTENABLE if isinstance(shown.get(key), str) and len(shown[key]) > 16),
+            key=lambda key: len(json.dumps(shown[key], ensure_ascii=True)),
+            default=None,
+        )
+        if longest is None:  # cannot happen with bounded fields; never print an over-long line
+            return line[:RESULT_LINE_LIMIT]
+        shown[longest] = shorten(shown[longest], len(shown[longest]) // 2)
+
+
 def emit(result: Dict[str, Any], secrets: List[str]) -> None:
-    line = RESULT_MARKER + " " + json.dumps(result, ensure_ascii=True)
-    for secret in secrets:  # belt and braces: the secret must never reach command output
-        if secret:
-            line = line.replace(secret, "***")
-    sys.stdout.write(line + "\n")
+    sys.stdout.write(result_line(result, secrets) + "\n")
     sys.stdout.flush()
 
 
@@ -1125,7 +1409,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         params = read_parameters(sys.argv[1:] if argv is None else argv)
         validate_parameters(params)  # before any value is echoed in the result line
         result.update(action=params["Action"], profile=params["Profile"], file=params["CredentialsFile"])
-        refuse_ssm_agent_file(params["CredentialsFile"], params["Profile"])
+        refuse_ssm_agent_file(params["CredentialsFile"])
         if params["Action"] == "rotate":
             rotate(params, result, secrets)
         else:

@@ -988,8 +988,23 @@ def _invocation_entry(command: Any, invocation: dict[str, Any], details: bool) -
 
 
 def _plugin_output(stdout: str, stderr: str) -> str:
-    text = stdout if not stderr else f"{stdout}\n----------ERROR-------\n{stderr}"
-    return text[:PLUGIN_OUTPUT_LIMIT]
+    """What the SSM Agent reports as a plugin's Output: stdout and stderr sharing PLUGIN_OUTPUT_LIMIT.
+
+    As the agent's TruncateOutput does (aws/amazon-ssm-agent, agent/framework/processor/executer/iohandler/
+    iohandler.go): when both are longer than half the space, each keeps only its first ~1,200 characters;
+    a short one is kept whole and the other fills the rest. A long stderr cuts a long stdout, not a short one.
+    """
+    title = "\n----------ERROR-------\n" if stderr else ""
+    cut_out, cut_err = "\n---Output truncated---", "\n---Error truncated----"
+    space = PLUGIN_OUTPUT_LIMIT - len(title)
+    if len(stdout) + len(stderr) < space:
+        return f"{stdout}{title}{stderr}"
+    if len(stdout) > space // 2 and len(stderr) > space // 2:
+        half = (space - len(cut_err) - len(cut_out)) // 2
+        return f"{stdout[:half]}{cut_out}{title}{stderr[:half]}{cut_err}"
+    if len(stdout) < space // 2:
+        return f"{stdout}{title}{stderr[: space - len(cut_err) - len(stdout)]}{cut_err}"
+    return f"{stdout[: max(0, space - len(cut_out) - len(stderr))]}{cut_out}{title}{stderr}"
 
 
 def _page(items: list[Any], next_token: str | None, max_results: int) -> tuple[list[Any], str | None]:

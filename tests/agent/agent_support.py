@@ -194,6 +194,8 @@ def parse_single_result(stdout: str, stderr: str = "") -> dict[str, Any]:
 
 
 def make_server(root: Path, moto_url: str) -> Server:
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o755)  # a server's `/`: the agent reads the file as its owner, from here down
     for logical in ("/etc", "/home", "/root"):
         (root / logical.lstrip("/")).mkdir(parents=True, exist_ok=True)
     (root / "etc/passwd").write_text(

@@ -21,7 +21,11 @@ def refused(server: Server, identity: Identity, code: str, **params: str) -> str
     return str(run.result["message"])
 
 
-def test_ssm_agents_own_file_and_default_profile_is_refused(server: Server, identity: Identity) -> None:
+@pytest.mark.parametrize("profile", ["default", "app", "other-app"])
+def test_ssm_agents_own_file_is_refused_whatever_the_profile(
+    server: Server, identity: Identity, profile: str
+) -> None:
+    """The SSM Agent rewrites its file without a lock shared with us: no profile there is safe to write."""
     server.path("/root/.aws").mkdir(mode=0o700)
     server.path("/root/.aws/credentials").write_bytes(OLD)
     message = refused(
@@ -29,37 +33,34 @@ def test_ssm_agents_own_file_and_default_profile_is_refused(server: Server, iden
         identity,
         "refused_agent_file",
         CredentialsFile="/root/.aws/credentials",
-        Profile="default",
+        Profile=profile,
         FileOwner="root",
     )
-    assert "SSM Agent" in message
+    assert "SSM Agent" in message and "any profile" in message
 
 
-def test_ssm_agents_own_file_is_refused_even_before_it_exists(server: Server, identity: Identity) -> None:
+@pytest.mark.parametrize("profile", ["default", "app"])
+def test_ssm_agents_own_file_is_refused_even_before_it_exists(
+    server: Server, identity: Identity, profile: str
+) -> None:
     refused(
         server,
         identity,
         "refused_agent_file",
         CredentialsFile="/root/.aws/credentials",
-        Profile="default",
+        Profile=profile,
         FileOwner="root",
     )
 
 
-def test_the_file_run_command_points_the_agent_at_is_refused(server: Server, identity: Identity) -> None:
+@pytest.mark.parametrize("profile", ["default", "app"])
+def test_the_file_run_command_points_the_agent_at_is_refused(
+    server: Server, identity: Identity, profile: str
+) -> None:
     # GIVEN Run Command's AWS_SHARED_CREDENTIALS_FILE names a file elsewhere (e.g. the sandbox's node role)
     write_credentials(server, OLD, "/home/app/.aws/credentials")
     server.env["AWS_SHARED_CREDENTIALS_FILE"] = str(server.path("/home/app/.aws/credentials"))
-    refused(server, identity, "refused_agent_file", Profile="default")
-
-
-def test_another_profile_in_roots_file_is_allowed(server: Server, identity: Identity) -> None:
-    server.path("/root/.aws").mkdir(mode=0o700)
-    path = server.path("/root/.aws/credentials")
-    path.write_bytes(OLD)
-    run = server.run(server.params(identity, CredentialsFile="/root/.aws/credentials", FileOwner="root"))
-    assert run.code == 0, run.stderr
-    assert path.read_bytes().startswith(OLD + b"\n[app]\n")
+    refused(server, identity, "refused_agent_file", Profile=profile)
 
 
 def test_symlinked_file_is_refused(server: Server, identity: Identity) -> None:
@@ -149,7 +150,7 @@ def test_semantically_invalid_parameters(
 
 def test_windows_system_profile_file_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     """The Windows branch, simulated: the agent loaded as if os.name were "nt" refuses the SYSTEM profile's
-    file (the SSM Agent's own there) whatever the case or separators."""
+    file (the SSM Agent's own there), any profile, whatever the case or separators."""
     import importlib.util
 
     from agent_support import AGENT
@@ -169,7 +170,6 @@ def test_windows_system_profile_file_is_refused(monkeypatch: pytest.MonkeyPatch)
         "C:/Windows/System32/config/systemprofile/.aws/credentials",
     ):
         with pytest.raises(agent.AgentError) as caught:
-            agent.refuse_ssm_agent_file(path, "default")
+            agent.refuse_ssm_agent_file(path)
         assert caught.value.code == "refused_agent_file"
-    agent.refuse_ssm_agent_file(r"C:\Windows\System32\config\systemprofile\.aws\credentials", "app")
-    agent.refuse_ssm_agent_file(r"C:\Users\app\.aws\credentials", "default")
+    agent.refuse_ssm_agent_file(r"C:\Users\app\.aws\credentials")

@@ -26,7 +26,7 @@ def botocore_keys(path: Path, profile: str) -> tuple[str, str]:
     return creds.access_key, creds.secret_key
 
 
-def test_rotate_writes_the_profile_with_mode_owner_and_backup(server: Server, identity: Identity) -> None:
+def test_rotate_writes_the_profile_keeps_attributes_and_backs_up(server: Server, identity: Identity) -> None:
     # GIVEN an app whose credentials file holds an old key next to another profile
     old = OTHERS + b"\n[app]\naws_access_key_id = AKIAOLDOLDOLDOLDOLD0\naws_secret_access_key = oldsecret\n"
     path = write_credentials(server, old)
@@ -42,11 +42,12 @@ def test_rotate_writes_the_profile_with_mode_owner_and_backup(server: Server, id
     assert run.result["access_key_id"] == identity.key_id
     assert run.result["caller_arn"].endswith(":user/keyrotation/" + identity.user)
     assert identity.secret_key not in run.stdout + run.stderr
-    # AND the file has the new key, mode 0600, owner app; the old content is in a root-only backup
+    # AND the file has the new key, its owner, group and mode, except that others lose their read bit (the
+    # secret is never world-readable); the old content is in a root-only backup
     assert botocore_keys(path, "app") == (identity.key_id, identity.secret_key)
     assert botocore_keys(path, "other") == ("AKIAOTHEROTHEROTHER0", "o")
     st = path.stat()
-    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o600, APP_UID, APP_GID)
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o640, APP_UID, APP_GID)
     backup = path.with_name("credentials.keyrotation-backup")
     assert backup.read_bytes() == old
     bst = backup.stat()

@@ -183,6 +183,21 @@ def test_output_limits_match_aws(emulator: Emulator, fleet: Fleet) -> None:
     assert len(full["StandardOutputContent"]) == patches.STDOUT_LIMIT
 
 
+def test_plugin_output_is_truncated_like_the_ssm_agent() -> None:
+    """The SSM Agent's TruncateOutput: stdout and stderr share 2,500 characters; a short one is kept whole,
+    and when both are long each keeps only its head."""
+    title = "\n----------ERROR-------\n"
+    assert patches._plugin_output("out\n", "") == "out\n"
+    assert patches._plugin_output("out\n", "err\n") == "out\n" + title + "err\n"
+    short = patches._plugin_output("RESULT\n", "e" * 10_000)
+    assert short.startswith("RESULT\n" + title + "eee") and short.endswith("\n---Error truncated----")
+    assert len(short) == patches.PLUGIN_OUTPUT_LIMIT
+    both = patches._plugin_output("o" * 10_000, "e" * 10_000)
+    assert both == "o" * 1215 + "\n---Output truncated---" + title + "e" * 1215 + "\n---Error truncated----"
+    long_out = patches._plugin_output("o" * 10_000, "err")
+    assert long_out.endswith("\n---Output truncated---" + title + "err") and len(long_out) == 2500
+
+
 def test_nodes_run_with_their_group_role_credentials(emulator: Emulator, fleet: Fleet) -> None:
     iam = emulator.client("iam")
     trust = {"Version": "2012-10-17", "Statement": [
