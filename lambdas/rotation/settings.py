@@ -82,7 +82,6 @@ EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$"
 
 # The SSM Agent of a hybrid node owns this profile of this file and rewrites it (docs/design.md §1).
 AGENT_CREDENTIALS_FILE = "/root/.aws/credentials"
-AGENT_PROFILE = "default"
 
 WAIT_FIELDS = ("verify_interval_seconds", "poll_seconds", "max_polls", "observe_seconds", "grace_seconds")
 # Upper bounds keep the longest path through the rotation machine (two distributions of max_polls polls, the
@@ -410,9 +409,11 @@ def _user(data: Any, path: str, group_names: set[str], secret_prefix: str) -> Us
                               "digits, _@+-. ; at most 16 parts of at most 60 characters; no trailing slash)")
     profile = _string(raw["profile"], f"{path}.profile", PROFILE_PATTERN,
                       "[A-Za-z0-9_.-]{1,64} starting with a letter or digit")
-    if credentials_file == AGENT_CREDENTIALS_FILE and profile == AGENT_PROFILE:
-        raise InvalidSettings(f"{path}.profile: the default profile of {AGENT_CREDENTIALS_FILE} belongs to "
-                              "the SSM Agent, which overwrites it; use a named profile or another file")
+    if credentials_file == AGENT_CREDENTIALS_FILE:
+        # The SSM Agent rewrites this file when it refreshes its own credentials (the default profile) with
+        # no lock shared with anyone: any profile of ours in it could be lost; the agent refuses it too.
+        raise InvalidSettings(f"{path}.credentials_file: {AGENT_CREDENTIALS_FILE} belongs to the SSM Agent, "
+                              f"which rewrites it (profile {profile!r} could be lost); use another file")
     reload_hook = raw.get("reload_hook")
     if reload_hook is not None:
         reload_hook = _string(reload_hook, f"{path}.reload_hook", RELOAD_HOOK_PATTERN,

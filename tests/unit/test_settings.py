@@ -38,7 +38,7 @@ def valid() -> dict[str, Any]:
         "users": [
             {"name": "svc-web", "server_group": "web", "credentials_file": "/home/app/.aws/credentials",
              "profile": "app", "file_owner": "app", "reload_hook": "restart-app", "max_key_age_days": 30},
-            {"name": "svc-db", "server_group": "db", "credentials_file": "/root/.aws/credentials",
+            {"name": "svc-db", "server_group": "db", "credentials_file": "/root/.aws/db-credentials",
              "profile": "db", "file_owner": "root"},
         ],
     }
@@ -131,7 +131,8 @@ BAD_VALUES = [
     ("users[0].profile", "app profile", "users[0].profile:"),
     ("users[0].profile", "", "users[0].profile:"),
     ("users[0].profile", "a]b", "users[0].profile:"),
-    ("users[1].profile", "default", "users[1].profile: the default profile of /root/.aws/credentials"),
+    ("users[1].credentials_file", "/root/.aws/credentials",
+     "users[1].credentials_file: /root/.aws/credentials belongs to the SSM Agent"),
     ("users[0].reload_hook", "../../bin/sh", "users[0].reload_hook:"),
     ("users[0].reload_hook", "..", "users[0].reload_hook:"),
     ("users[0].reload_hook", "restart app", "users[0].reload_hook:"),
