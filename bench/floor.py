@@ -26,7 +26,8 @@ def rotation_floor(servers: int, polls: int) -> dict[str, int]:
         # prepare: classify the user's keys and secret, resolve the targets and their ping status, lock
         "iam:ListAccessKeys": 1,
         "secretsmanager:GetSecretValue": 1,
-        "ssm:DescribeInstanceInformation": p,
+        # (and again at each distribution: servers come and go between prepare and a distribution)
+        "ssm:DescribeInstanceInformation": 3 * p,
         "dynamodb:UpdateItem": 2,  # take the lock (conditional write) ... release it in delete
         # create_key, verify_key, promote
         "iam:CreateAccessKey": 1,
@@ -46,8 +47,9 @@ def rotation_floor(servers: int, polls: int) -> dict[str, int]:
 
 
 def scheduled_floor(users: int, due: int, per_rotation: dict[str, int]) -> dict[str, int]:
-    """select_due (ListUsers pages + ListAccessKeys per user) plus one rotation floor per due user."""
-    floor = {"iam:ListUsers": max(1, math.ceil(users / 100)), "iam:ListAccessKeys": users}
+    """select_due (ListAccessKeys per user; per due user its lock and its StartExecution) plus one rotation
+    floor per due user."""
+    floor = {"iam:ListAccessKeys": users, "dynamodb:GetItem": due, "states:StartExecution": due}
     for op, count in per_rotation.items():
         floor[op] = floor.get(op, 0) + count * due
     return floor
@@ -57,7 +59,7 @@ def bound_ok(op: str, count: float, servers: int, polls: float) -> bool:
     """Whether a scaling operation stays within O(N/50) (never one call per server)."""
     p = pages(servers)
     limits = {
-        "ssm:DescribeInstanceInformation": p,
+        "ssm:DescribeInstanceInformation": 3 * p,
         "ssm:SendCommand": 2 * p,  # batches of 50 instance ids instead of one call by tag
         "ssm:ListCommandInvocations": max(polls, 2) * p,
     }

@@ -50,6 +50,7 @@ def run(event: Any) -> dict[str, Any]:
         table=LockTable(_clients.dynamodb(), env.lock_table),
         rotation_machine=env.rotation_machine_arn, owner_alive=_clients.execution_running,
         cursor=cursor, totals=totals, run_started=run_started, now=datetime.now(UTC), sleep=time.sleep,
+        monotonic=time.monotonic,
     )
     done = page.cursor is None
     result = page.totals.to_dict()

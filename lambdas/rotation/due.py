@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 NAMED = 20  # names kept per kind in the run's state: the output stays small whatever the fleet
 PAGE_SECONDS = 240  # pacing budget of one call (its Lambda may run 900 s)
 MAX_PAGE = 100  # users checked per call
-KEY_READERS = 16  # concurrent ListAccessKeys calls (IAM's global endpoint answers in ~50-150 ms)
+KEY_READERS = 8  # concurrent ListAccessKeys calls (IAM's global endpoint answers in ~50-150 ms)
 KINDS = ("started", "already_started", "in_progress", "deferred", "not_in_iam", "failed_to_start", "overdue")
 
 
@@ -117,8 +117,10 @@ def start_page(
     run_started: datetime,
     now: datetime,
     sleep: Callable[[float], None],
+    monotonic: Callable[[], float],
 ) -> Page:
-    """Check the users `cursor … cursor + page_size` and start the due ones' rotations, paced."""
+    """Check the users `cursor … cursor + page_size` and start the due ones' rotations, at most
+    `starts_per_minute` (one start per interval: the time a start takes counts towards its interval)."""
     users = settings.users[cursor:cursor + page_size(settings)]
     found = _read_keys(iam, users)
     overdue_limit = timedelta(days=settings.schedule.overdue_alarm_days)
@@ -134,6 +136,7 @@ def start_page(
                 totals = totals.add("overdue", user.name)
     totals = replace(totals, checked=totals.checked + len(found))
     interval = 60.0 / settings.schedule.starts_per_minute
+    next_start = monotonic()
     for _, user in sorted(due, key=lambda item: (-item[0], item[1].name)):  # the most overdue first
         if totals.counts["started"] >= settings.schedule.max_users_per_run:
             totals = totals.add("deferred", user.name)
@@ -143,8 +146,11 @@ def start_page(
         if held.owner and not expired and owner_alive(held.owner):
             totals = totals.add("in_progress", user.name)
             continue
+        wait = next_start - monotonic()
+        if wait > 0:
+            sleep(wait)
         totals = totals.add(_start(sfn, rotation_machine, user, run_started), user.name)
-        sleep(interval)
+        next_start = max(next_start, monotonic() - interval) + interval
     following = cursor + len(users)
     return Page(totals=totals, cursor=following if following < len(settings.users) else None)
 

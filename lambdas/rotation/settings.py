@@ -66,7 +66,7 @@ MAX_USERS_PER_RUN = 100_000
 MAX_USERS_PER_RUN_DEFAULT = 10_000
 # Rotations the scheduled run starts per minute: each start soon makes ~10 IAM, STS, Secrets Manager and SSM
 # calls, whose quotas are account-wide and cannot be raised (docs/design.md, "The scheduled run").
-STARTS_PER_MINUTE_DEFAULT = 120
+STARTS_PER_MINUTE_DEFAULT = 180
 MAX_STARTS_PER_MINUTE = 1200
 OVERDUE_ALARM_DAYS_DEFAULT = 7
 

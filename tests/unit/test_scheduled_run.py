@@ -65,8 +65,8 @@ def test_due_users_are_started_without_waiting_and_the_others_left_alone(
     assert list(world.sfn.executions) == [execution_name("svc-web", datetime(2026, 12, 6, tzinfo=UTC))]
     assert (totals["checked"], totals["started"], totals["users"]["started"]) == (2, 1, ["svc-web"])
     assert totals["not_in_iam"] == 0 and totals["in_progress"] == 0
-    # AND the start was paced (120 a minute by default: 0.5 s after each)
-    assert slept == [0.5]
+    # AND a single start waits for nothing (pacing spaces starts, see the next tests)
+    assert slept == []
 
 
 def test_a_user_outside_iam_or_the_managed_path_is_reported_not_started(
@@ -148,7 +148,8 @@ def test_thousands_of_users_take_a_page_a_call_and_a_state_of_constant_size(
     totals, slept, calls = _run(world, monkeypatch)
     # THEN each call checked one page (30 a minute × 240 s = 100 users), every user once
     assert page_size(settings) == 100 and calls == 3 and totals["checked"] == 250
-    assert totals["started"] == 5 and slept == [2.0] * 5
+    # AND the starts within a call were spaced 60 s / 30 = 2 s apart (two calls started two users each)
+    assert totals["started"] == 5 and slept == [pytest.approx(2.0, abs=0.05)] * 2
     # AND the state carries counts and at most 20 names of a kind, whatever the number of users
     assert totals["not_in_iam"] == 245 and len(totals["users"]["not_in_iam"]) == 20
     assert len(json.dumps(totals)) < 4096
@@ -206,3 +207,34 @@ def test_a_malformed_event_is_refused_and_starts_nothing(world: World, event: di
     assert world.sfn.calls == []
 
 
+
+
+def test_starts_are_paced_at_the_rate_counting_the_time_each_start_takes(world: World) -> None:
+    from rotation import due
+    from rotation.lock import LockTable
+
+    # GIVEN 6 due users and 60 starts a minute, StartExecution taking 0.3 s, on a simulated clock
+    data = _users(6, starts_per_minute=60)
+    world.write_settings(data)
+    _aged(world, [f"svc-{i:03d}" for i in range(6)], days=100)
+    clock = [0.0]
+    starts: list[float] = []
+
+    class SlowSfn:
+        def start_execution(self, **_: Any) -> dict[str, Any]:
+            starts.append(clock[0])
+            clock[0] += 0.3
+            return {"executionArn": "arn"}
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    now = datetime.now(UTC)
+    # WHEN one call starts them
+    page = due.start_page(load_settings(data), iam=world.iam, sfn=SlowSfn(),  # type: ignore[arg-type]
+                          table=LockTable(world.ddb, world.table), rotation_machine="arn",
+                          owner_alive=lambda _: True, cursor=0, totals=due.Totals(), run_started=now, now=now,
+                          sleep=sleep, monotonic=lambda: clock[0])
+    # THEN they began exactly one second apart, not 1.3 s (and never faster than the rate)
+    assert page.totals.counts["started"] == 6 and page.cursor is None
+    assert [round(b - a, 6) for a, b in zip(starts, starts[1:], strict=False)] == [1.0] * 5
