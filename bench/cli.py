@@ -37,11 +37,12 @@ class Grid:
     servers: dict[int, int]  # N -> repeats (1 user x N servers: P1, P2, P3)
     users: dict[int, int]  # M -> repeats (M users x 1 server, scheduled: P4)
     agent_repeats: int  # P5 samples per path and action
-    metrics: set[str] = field(default_factory=lambda: {"P1", "P2", "P3", "P4", "P5"})
+    metrics: set[str] = field(default_factory=lambda: {"P1", "P2", "P3", "P4", "P5", "P6"})
+    due_users: tuple[int, ...] = (100, 1000, 10_000)  # P6: the scheduled run in real time
 
 
 FULL = Grid("full", servers={1: 5, 10: 5, 100: 3, 1000: 3}, users={10: 3, 100: 3, 500: 3}, agent_repeats=10)
-QUICK = Grid("quick", servers={1: 2, 10: 2}, users={10: 1}, agent_repeats=2)
+QUICK = Grid("quick", servers={1: 2, 10: 2}, users={10: 1}, agent_repeats=2, due_users=(100, 1000))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -104,7 +105,7 @@ def check_experiments(text: str) -> None:
 
 def grid_from(args: argparse.Namespace) -> Grid:
     base = QUICK if args.quick else FULL
-    grid = Grid(base.name, dict(base.servers), dict(base.users), base.agent_repeats)
+    grid = Grid(base.name, dict(base.servers), dict(base.users), base.agent_repeats, due_users=base.due_users)
     if args.servers:
         grid.servers = _grid_values(args.servers, 3)
         grid.name = "custom"
@@ -596,6 +597,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"agent alone, {grid.agent_repeats} samples per path and action",
             )
             records.extend(agent_records(result, _context(grid, args, loads, grid.agent_repeats)))
+        if "P6" in grid.metrics:
+            from bench import throughput
+
+            print(f"  P6: the scheduled run in real time for {', '.join(map(str, grid.due_users))} due users "
+                  "(production waits, injected IAM latency)", flush=True)
+            loads = [load_average()]
+            template = throughput.production_template(workdir / "production")
+            for record in throughput.model(template, list(grid.due_users)):
+                record["context"] = _context(grid, args, loads, 1)
+                records.append(record)
     after = load_average()
     info = machine()
     info.update(

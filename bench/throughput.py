@@ -143,8 +143,7 @@ def walk_scheduled(definition: Mapping[str, Any], step_of: Callable[[str], str],
     iam, table = FakeIam(now), LockTable(FakeDynamoDb(clock), "locks")  # type: ignore[arg-type]
     document: dict[str, Any] = {"trigger": "maintenance-window"}
     events, max_bytes, pages, longest, wall = EXECUTION_EVENTS, 0, 0, 0.0, 0.0
-    waits = any(".sync" in str(s.get("Resource", "")) or s["Type"] in ("Map", "Parallel")
-                for s in states.values())
+    waits = any(".sync" in json.dumps(s) or s["Type"] in ("Map", "Parallel") for s in states.values())
     name = definition["StartAt"]
     while True:
         state = states[name]
@@ -198,6 +197,22 @@ def rotation_seconds(definition: Mapping[str, Any], waits: Mapping[str, int]) ->
     return seconds + VERIFY_RETRY_SECONDS + STEP_SECONDS * steps
 
 
+def production_template(directory: Path) -> dict[str, Any]:
+    """The template `cdk synth` makes from config/settings.yaml (the production settings and waits)."""
+    import app as cdk_app
+
+    cdk_app.build_app(context=_cdk_context(), outdir=str(directory), checks=False,
+                      builtin_validation=False).synth()
+    template: dict[str, Any] = json.loads(
+        (directory / f"{cdk_app.STACK_ID}.template.json").read_text(encoding="utf-8"))
+    return template
+
+
+def _cdk_context() -> dict[str, Any]:
+    context: dict[str, Any] = json.loads((REPO / "cdk.json").read_text(encoding="utf-8"))["context"]
+    return context
+
+
 def model(template: Mapping[str, Any], users: list[int]) -> list[dict[str, Any]]:
     from infra.asl import state_machines
 
@@ -231,6 +246,7 @@ def model(template: Mapping[str, Any], users: list[int]) -> list[dict[str, Any]]
             "max_state_bytes": walk.max_state_bytes,
             "open_executions_peak": m + 1,
             "longest_select_due_call_seconds": round(walk.longest_call_seconds, 1),
+            "last_start_seconds": round(walk.run_seconds, 1),
             "last_start_hours": round(walk.run_seconds / 3600, 2),
             "rotation_hours": round(child / 3600, 2),
             "last_finish_hours": round(last_finish / 3600, 2),
@@ -246,10 +262,14 @@ def model(template: Mapping[str, Any], users: list[int]) -> list[dict[str, Any]]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m bench.throughput <template.json> [M ...]`: print the P6 records as JSON."""
+    """`python -m bench.throughput [M ...]`: print the P6 records of the production template as JSON
+    (`make bench ARGS="--only P6 --merge"` writes them into bench/results.json and docs/benchmarks.md)."""
+    import tempfile
+
     args = sys.argv[1:] if argv is None else argv
-    template = json.loads(Path(args[0]).read_text(encoding="utf-8"))
-    users = [int(a) for a in args[1:]] or [100, 1000, 10_000]
+    with tempfile.TemporaryDirectory() as directory:
+        template = production_template(Path(directory))
+    users = [int(a) for a in args] or [100, 1000, 10_000]
     print(json.dumps(model(template, users), indent=2))
     return 0
 
