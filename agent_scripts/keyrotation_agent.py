@@ -71,7 +71,7 @@ PATTERNS = {
     "FileOwner": r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$",
     "ExpectedAccessKeyId": r"^((AKIA|ASIA)[A-Z0-9]{12,124})?$",
     "ReloadHook": r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,63})?$",
-    "Action": r"^(rotate|verify)$",
+    "Action": r"^(rotate|verify|audit)$",
 }
 # name -> (command-line flag, default when neither the flag nor SSM_<name> is set)
 PARAMETERS = {
@@ -1311,6 +1311,40 @@ def restore(
         ) from None
 
 
+def audit(params: Dict[str, str], result: Dict[str, Any]) -> None:
+    """Report which access key id the profile holds (``held``: key, no_file or no_profile) and whether it is
+    ExpectedAccessKeyId (``matches``). Read-only: no lock (the file is only ever replaced by a rename, so a
+    read is never torn), no AWS call, no secret fetched, nothing written; the secret in the file is never
+    read into the result."""
+    logical = params["CredentialsFile"]
+    profile = params["Profile"]
+    owner = resolve_owner(params["FileOwner"])
+    logical_dir, name = split_file(logical)
+    try:
+        directory = Directory(logical_dir, owner, create=False)
+    except AgentError as exc:
+        if "does not exist" in exc.message:
+            result["held"] = "no_file"
+            return
+        raise
+    try:
+        found = directory.read_file(name)
+        if found is None:
+            result["held"] = "no_file"
+            return
+        section = parse_credentials(decode_credentials(found[0], logical)).get(profile)
+        if section is None:
+            result["held"] = "no_profile"
+            return
+        result["held"] = "key"
+        result["access_key_id"] = section.get(KEY_ID, "") or None
+        result["matches"] = bool(params["ExpectedAccessKeyId"]) and (
+            result["access_key_id"] == params["ExpectedAccessKeyId"]
+        )
+    finally:
+        directory.close()
+
+
 def verify(params: Dict[str, str], result: Dict[str, Any]) -> None:
     logical = params["CredentialsFile"]
     profile = params["Profile"]
@@ -1412,6 +1446,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         refuse_ssm_agent_file(params["CredentialsFile"])
         if params["Action"] == "rotate":
             rotate(params, result, secrets)
+        elif params["Action"] == "audit":
+            audit(params, result)
         else:
             verify(params, result)
         result["status"] = "ok"
