@@ -39,7 +39,8 @@ NAMED = 20  # names kept per kind in the run's state: the output stays small wha
 PAGE_SECONDS = 240  # pacing budget of one call (its Lambda may run 900 s)
 MAX_PAGE = 100  # users checked per call
 KEY_READERS = 8  # concurrent ListAccessKeys calls (IAM's global endpoint answers in ~50-150 ms)
-KINDS = ("started", "already_started", "in_progress", "deferred", "not_in_iam", "failed_to_start", "overdue")
+KINDS = ("started", "already_started", "in_progress", "deferred", "not_in_iam", "failed_to_start", "overdue",
+         "exempt")
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,9 @@ def start_page(
             totals = totals.add("not_in_iam", user.name)
             continue
         late = _overdue(user, user_keys, settings, now)
-        if late is not None:
+        if late is not None and user.exempt_on(now.date()):
+            totals = totals.add("exempt", user.name)  # due, but exempt until its date: not overdue either
+        elif late is not None:
             due.append((late, user))
             if late > overdue_limit:
                 totals = totals.add("overdue", user.name)

@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,13 @@ class User:
     reload_hook: str | None
     max_key_age_days: int | None
     allow_offline: bool
+    # Not rotated by the scheduled run until this day (inclusive), for the stated reason; the audit reports
+    # the exemption, and flags it once it has expired.
+    exempt_until: date | None = None
+    exempt_reason: str | None = None
+
+    def exempt_on(self, day: date) -> bool:
+        return self.exempt_until is not None and day <= self.exempt_until
 
 
 @dataclass(frozen=True)
@@ -219,6 +227,8 @@ class Settings:
                     "reload_hook": user.reload_hook,
                     "max_key_age_days": user.max_key_age_days,
                     "allow_offline": user.allow_offline,
+                    **({"exempt_until": user.exempt_until.isoformat(), "exempt_reason": user.exempt_reason}
+                       if user.exempt_until is not None else {}),
                 }
                 for user in self.users
             ],
@@ -382,7 +392,7 @@ def _server_group(data: Any, path: str) -> ServerGroup:
 def _user(data: Any, path: str, group_names: set[str], secret_prefix: str) -> User:
     raw = _mapping(data, path)
     _only(raw, path, required={"name", "server_group", "credentials_file", "profile", "file_owner"},
-          optional={"reload_hook", "max_key_age_days", "allow_offline"})
+          optional={"reload_hook", "max_key_age_days", "allow_offline", "exempt_until", "exempt_reason"})
     name = _string(raw["name"], f"{path}.name", USER_NAME_PATTERN, "an IAM user name ([\\w+=,.@-]{1,64})")
     group = _string(raw["server_group"], f"{path}.server_group", None, "")
     if group not in group_names:
@@ -425,6 +435,7 @@ def _user(data: Any, path: str, group_names: set[str], secret_prefix: str) -> Us
     allow_offline = raw.get("allow_offline", False)
     if not isinstance(allow_offline, bool):
         raise InvalidSettings(f"{path}.allow_offline: must be true or false")
+    exempt_until, exempt_reason = _exemption(raw, path)
     return User(
         name=name,
         server_group=group,
@@ -434,7 +445,32 @@ def _user(data: Any, path: str, group_names: set[str], secret_prefix: str) -> Us
         reload_hook=reload_hook,
         max_key_age_days=max_age,
         allow_offline=allow_offline,
+        exempt_until=exempt_until,
+        exempt_reason=exempt_reason,
     )
+
+
+def _exemption(raw: Mapping[str, Any], path: str) -> tuple[date | None, str | None]:
+    until, reason = raw.get("exempt_until"), raw.get("exempt_reason")
+    if until is None:
+        if reason is not None:
+            raise InvalidSettings(f"{path}.exempt_reason: given without exempt_until")
+        return None, None
+    day: date | None
+    if isinstance(until, date) and not isinstance(until, datetime):  # YAML reads 2027-01-31 as a date
+        day = until
+    else:
+        try:
+            day = date.fromisoformat(str(until)) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(until)) else None
+        except ValueError:
+            day = None
+        if day is None:
+            raise InvalidSettings(f"{path}.exempt_until: {str(until)[:40]!r} is not a date (YYYY-MM-DD)")
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidSettings(f"{path}.exempt_reason: an exemption needs its reason (who decided, and why)")
+    if len(reason) > 500:
+        raise InvalidSettings(f"{path}.exempt_reason: longer than 500 characters")
+    return day, reason.strip()
 
 
 def _no_shared_profiles(users: tuple[User, ...]) -> None:

@@ -238,3 +238,25 @@ def test_starts_are_paced_at_the_rate_counting_the_time_each_start_takes(world: 
     # THEN they began exactly one second apart, not 1.3 s (and never faster than the rate)
     assert page.totals.counts["started"] == 6 and page.cursor is None
     assert [round(b - a, 6) for a, b in zip(starts, starts[1:], strict=False)] == [1.0] * 5
+
+
+def test_an_exempt_user_is_skipped_until_its_date_then_rotated(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN svc-web is due, and exempt until tomorrow (for its reason)
+    (web_key,) = world.iam_keys()
+    world.age_key("svc-web", web_key, days=120)
+    data = settings_dict()
+    tomorrow = datetime.now(UTC).date().toordinal() + 1
+    data["users"][0].update(exempt_until=datetime.fromordinal(tomorrow).date().isoformat(),
+                            exempt_reason="vendor appliance, ticket OPS-42")
+    world.write_settings(data)
+    # WHEN a scheduled run runs THEN svc-web is reported exempt, not started, and not counted overdue
+    totals, _, _ = _run(world, monkeypatch)
+    assert (totals["exempt"], totals["users"]["exempt"], totals["started"], totals["overdue"]) == (
+        1, ["svc-web"], 0, 0)
+    # AND once the exemption has passed, it is rotated like any due user
+    data["users"][0].update(exempt_until="2020-01-01")
+    world.write_settings(data)
+    totals, _, _ = _run(world, monkeypatch)
+    assert totals["started"] == 1 and totals["exempt"] == 0

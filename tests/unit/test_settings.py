@@ -284,3 +284,29 @@ def test_a_windows_credentials_path_is_refused_as_not_supported_yet(path: str) -
     with pytest.raises(InvalidSettings, match=r"users\[0\]\.credentials_file: .* is a Windows path; Windows "
                                               r"servers are not supported yet"):
         load_settings(data)
+
+
+def test_an_exemption_needs_a_date_and_its_reason() -> None:
+    import datetime
+
+    data = valid()
+    data["users"][0].update(exempt_until="2027-01-31", exempt_reason="vendor appliance, ticket OPS-42")
+    user = load_settings(data).users[0]
+    assert user.exempt_until == datetime.date(2027, 1, 31)
+    assert user.exempt_reason == "vendor appliance, ticket OPS-42"
+    assert user.exempt_on(datetime.date(2027, 1, 31)) and not user.exempt_on(datetime.date(2027, 2, 1))
+    assert load_settings(copy.deepcopy(load_settings(data).to_dict())).users[0] == user  # round trip
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"exempt_until": "2027-01-31"}, r"users\[0\]\.exempt_reason: an exemption needs its reason"),
+    ({"exempt_until": "2027-01-31", "exempt_reason": "  "}, r"exempt_reason: an exemption needs its reason"),
+    ({"exempt_reason": "because"}, r"users\[0\]\.exempt_reason: given without exempt_until"),
+    ({"exempt_until": "next month", "exempt_reason": "x"}, r"exempt_until: 'next month' is not a date"),
+    ({"exempt_until": "2027-02-30", "exempt_reason": "x"}, r"exempt_until: '2027-02-30' is not a date"),
+])
+def test_a_bad_exemption_is_refused_naming_the_field(fields: dict[str, Any], message: str) -> None:
+    data = valid()
+    data["users"][0].update(fields)
+    with pytest.raises(InvalidSettings, match=message):
+        load_settings(data)
