@@ -18,13 +18,13 @@ from rotation.settings import Settings, load_settings
 __all__ = ["InfraConfig", "InvalidSettings", "load_config"]
 
 # CloudFormation's quotas per stack, and what this stack uses of them (measured with `python -m
-# infra.stack_size`, docs/config.md "Limits"): 95 resources (96 with an alert e-mail subscription) and no
+# infra.stack_size`, docs/config.md "Limits"): 113 resources (114 with an alert e-mail subscription) and no
 # output without server groups; each server group adds 1 resource (its role, policy inline) and 1 output
-# (the role's name); users add nothing (the engine creates their secrets at run time). Template: 163 KB, and
-# 805 KB at 200 groups with the longest names the settings allow (1 MB allowed).
+# (the role's name); users add nothing (the engine creates their secrets at run time). Template: 185 KB, and
+# 827 KB at 200 groups with the longest names the settings allow (1 MB allowed).
 CFN_MAX_RESOURCES = 500
 CFN_MAX_OUTPUTS = 200
-STACK_RESOURCES_WITHOUT_GROUPS = 96
+STACK_RESOURCES_WITHOUT_GROUPS = 114
 MAX_SERVER_GROUPS = min(CFN_MAX_OUTPUTS, CFN_MAX_RESOURCES - STACK_RESOURCES_WITHOUT_GROUPS)
 
 # The scheduled machine names executions by lambdas/rotation/names.py: `0-9A-Za-z-_` only, at most 80.

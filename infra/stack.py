@@ -14,6 +14,7 @@ from infra.config import InfraConfig
 from infra.constructs.alerts import Alerts
 from infra.constructs.document import RotationDocument
 from infra.constructs.lock import LockTable
+from infra.constructs.reports import AuditReports
 from infra.constructs.schedule import RotationWindow
 from infra.constructs.secrets import UserSecrets
 from infra.constructs.server_groups import ServerGroupRoles
@@ -56,6 +57,7 @@ class KeyRotationStack(Stack):
         alerts = Alerts(self, "Alerts", email=settings.alerts.email)
         secrets = UserSecrets(self, "Secrets")
         lock = LockTable(self, "Lock")
+        reports = AuditReports(self, "Reports")
         document = RotationDocument(self, "Document", content=document_content)
         steps = RotationSteps(
             self,
@@ -68,13 +70,14 @@ class KeyRotationStack(Stack):
             document_name=document.name,
             topic=alerts.topic,
             topic_key=alerts.key,
+            reports=reports,
         )
         workflows = RotationWorkflows(self, "Workflows", settings=settings, functions=steps.functions)
         steps.allow_lock_owner_checks(workflows.rotation)
         groups = ServerGroupRoles(self, "ServerGroups", settings=settings)
         secrets.restrict_decryption([*groups.roles.values(), *steps.secret_readers()])
         RotationWindow(self, "Window", schedule=settings.schedule, state_machine=workflows.scheduled)
-        alerts.alert_on_failed_executions([workflows.rotation, workflows.scheduled])
+        alerts.alert_on_failed_executions([workflows.rotation, workflows.scheduled, workflows.audit])
         alerts.alarm_on_errors(steps.functions, service=SERVICE_NAME)
         alerts.alarm_on_missed_rotations(service=SERVICE_NAME,
                                          overdue_days=settings.schedule.overdue_alarm_days)

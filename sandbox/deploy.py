@@ -202,6 +202,8 @@ class Deployment:
     window_task_input: str = ""
     skipped: dict[str, int] = field(default_factory=dict)  # resource type -> count
     alarms: dict[str, str] = field(default_factory=dict)  # alarm name -> logical id
+    audit_machine: str = ""
+    reports_bucket: str = ""
 
     def user(self, name: str) -> dict[str, Any]:
         return next(u for u in self.settings["users"] if u["name"] == name)
@@ -280,6 +282,7 @@ _ORDER = [
     "AWS::IAM::Role",
     "AWS::Logs::LogGroup",
     "AWS::SNS::Topic",
+    "AWS::S3::Bucket",
     "AWS::DynamoDB::Table",
     "AWS::SSM::Document",
     "AWS::Lambda::Function",
@@ -427,6 +430,14 @@ def _create(emulator: Emulator, assembly: Assembly, deployment: Deployment, reso
         emulator.client("cloudwatch").put_metric_alarm(AlarmName=name, **alarm)
         out = {"Ref": name, "Arn": f"arn:aws:cloudwatch:{region}:{account}:alarm:{name}"}
         deployment.alarms[name] = logical
+    elif kind == "AWS::S3::Bucket":
+        name = props.get("BucketName") or _physical_name(logical, 63).lower()
+        emulator.client("s3").create_bucket(Bucket=name)
+        if props.get("VersioningConfiguration", {}).get("Status") == "Enabled":
+            emulator.client("s3").put_bucket_versioning(Bucket=name,
+                                                        VersioningConfiguration={"Status": "Enabled"})
+        out = {"Ref": name, "Arn": f"arn:aws:s3:::{name}"}
+        deployment.reports_bucket = name
     elif kind == "AWS::DynamoDB::Table":
         name = props.get("TableName") or _physical_name(logical, 255)
         table = emulator.client("dynamodb").create_table(
@@ -462,6 +473,8 @@ def _create(emulator: Emulator, assembly: Assembly, deployment: Deployment, reso
         out = {"Ref": arn, "Arn": arn, "Name": name}
         if '"select_due":{' in definition:  # the scheduled machine has the select_due state
             deployment.scheduled_machine = arn
+        elif '"audit_report":{' in definition:
+            deployment.audit_machine = arn
         else:
             deployment.rotation_machine = arn
     elif kind == "AWS::SSM::MaintenanceWindow":

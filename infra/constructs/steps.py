@@ -23,6 +23,7 @@ from rotation import secrets as engine_secrets
 from rotation.settings import Settings
 
 from infra.arns import executions_arn, managed_users_arn, secrets_arn, secrets_manager_via
+from infra.constructs.reports import REPORTS_PREFIX, AuditReports
 from infra.nag import acknowledge, resource_finding
 
 # The settings file inside the asset (docs/design.md §1); SETTINGS_PATH is relative to the task root.
@@ -44,6 +45,9 @@ class Access:
     publish: bool = False  # sns:Publish to the alert topic
     lock_owner_check: bool = False  # states:DescribeExecution of rotation executions (lock owner alive?)
     start_rotations: bool = False  # states:StartExecution of the rotation machine (the scheduled run)
+    reports: tuple[str, ...] = ()  # S3 actions on the reports bucket's audits/ objects (audit)
+    list_reports: bool = False  # s3:ListBucket of the reports bucket, audits/ prefix only
+    credential_report: bool = False  # iam:GenerateCredentialReport / GetCredentialReport (account-wide)
 
 
 # The lock is taken, confirmed and released with conditional UpdateItem; read with GetItem.
@@ -84,6 +88,17 @@ STEP_ACCESS: dict[str, Access] = {
     # The scheduled run: reads keys, skips users whose rotation runs (lock), starts the due ones' rotations.
     "select_due": Access(iam_keys=(_LIST_KEYS,), lock=("dynamodb:GetItem",), lock_owner_check=True,
                          start_rotations=True),
+    # The audit only reads (IAM, the secrets, the fleet) and asks servers for the document's read-only audit
+    # action; it writes nothing but its own report objects.
+    "audit": Access(
+        iam_keys=(_LIST_KEYS, "iam:GetAccessKeyLastUsed"),
+        secrets=_READ_SECRET,
+        send_command=True,
+        fleet_reads=("ssm:DescribeInstanceInformation", "ssm:ListCommandInvocations"),
+        reports=("s3:PutObject",),
+    ),
+    "audit_report": Access(reports=("s3:GetObject", "s3:PutObject"), list_reports=True,
+                           credential_report=True, publish=True),
 }
 
 
@@ -103,8 +118,10 @@ class RotationSteps(Construct):
         document_name: str,
         topic: sns.ITopic,
         topic_key: kms.IKey,
+        reports: AuditReports,
     ) -> None:
         super().__init__(scope, construct_id)
+        self._reports = reports
         self._settings = settings
         self._secrets_key = secrets_key
         self._lock_table = lock_table
@@ -153,6 +170,8 @@ class RotationSteps(Construct):
                 log_group=log_group,
             )
             log_group.grant_write(role)
+            if STEP_ACCESS[step].reports:
+                function.add_environment("REPORTS_BUCKET", reports.bucket.bucket_name)
             self._grant(step, role, STEP_ACCESS[step])
             self._acknowledge(step, function, role)
             self.functions[step] = function
@@ -250,6 +269,21 @@ class RotationSteps(Construct):
                 actions=list(access.fleet_reads),
                 resources=["*"],
             ))
+        if access.reports:
+            statements.append(iam.PolicyStatement(
+                sid="AuditReportsOnly", actions=list(access.reports), resources=[self._reports.objects_arn()]
+            ))
+        if access.list_reports:
+            statements.append(iam.PolicyStatement(
+                sid="ListAuditReportsOnly", actions=["s3:ListBucket"],
+                resources=[self._reports.bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [REPORTS_PREFIX + "*"]}},
+            ))
+        if access.credential_report:
+            statements.append(iam.PolicyStatement(
+                sid="CredentialReportHasNoResourceType",
+                actions=["iam:GenerateCredentialReport", "iam:GetCredentialReport"], resources=["*"],
+            ))
         if access.publish:
             statements.append(iam.PolicyStatement(
                 sid="AlertTopicOnly", actions=["sns:Publish"], resources=[self._topic.topic_arn]
@@ -290,6 +324,20 @@ class RotationSteps(Construct):
                 "AwsSolutions-IAM5[Resource::*]",
                 f"{', '.join(access.fleet_reads)} support no resource-level permissions (IAM requires "
                 "\"*\"); they only read fleet and command status.",
+            )
+        if access.reports:
+            acknowledge(
+                policy,
+                resource_finding(Stack.of(self), self._reports.objects_arn()),
+                "The audit writes (and audit_report reads) its report objects under audits/ of the stack's "
+                "own reports bucket; each run's objects are named after the execution.",
+            )
+        if access.credential_report:
+            acknowledge(
+                policy,
+                "AwsSolutions-IAM5[Resource::*]",
+                "iam:GenerateCredentialReport and iam:GetCredentialReport support no resource-level "
+                "permissions (IAM requires \"*\"); the report lists users and key dates, no credentials.",
             )
         if access.send_command:
             acknowledge(

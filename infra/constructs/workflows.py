@@ -101,12 +101,21 @@ class RotationWorkflows(Construct):
             logs=self._logs("ScheduledLogs", "scheduled"),
             tracing_enabled=True,
         )
+        self.audit = sfn.StateMachine(
+            self,
+            "Audit",
+            comment="Read-only audit: every managed user's keys and which key each of its servers holds",
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            definition_body=sfn.DefinitionBody.from_chainable(self._audit_definition()),
+            logs=self._logs("AuditLogs", "audit"),
+            tracing_enabled=True,
+        )
         self._acknowledge_generated_grants()
 
     def _acknowledge_generated_grants(self) -> None:
         """CDK writes the machines' policies; each wildcard in them is acknowledged here, one by one."""
         stack = Stack.of(self)
-        for machine in (self.rotation, self.scheduled):
+        for machine in (self.rotation, self.scheduled, self.audit):
             acknowledge(
                 machine.role,
                 "AwsSolutions-IAM5[Resource::*]",
@@ -114,7 +123,8 @@ class RotationWorkflows(Construct):
                 "logs:DescribeLogGroups...), which support no resource-level permissions.",
             )
         for step, function in self._functions.items():
-            machine = self.scheduled if step == "select_due" else self.rotation
+            machine = {"select_due": self.scheduled, "audit": self.audit,
+                       "audit_report": self.audit}.get(step, self.rotation)
             if step in self._invoked:
                 acknowledge(
                     machine.role,
@@ -307,6 +317,29 @@ class RotationWorkflows(Construct):
                      deactivate, delete):
             task.add_catch(rollback, errors=["States.ALL"], result_path="$.error")
         return start
+
+    def _audit_definition(self) -> sfn.IChainable:
+        """audit, page after page (20 users a call, servers asked with the document's read-only `audit`
+        action), then audit_report (the report into the reports bucket, a summary onto the topic)."""
+        failed = sfn.Fail(self, "audit_failed", state_name="audit_failed", comment="The audit failed")
+        begin = sfn.Pass(self, "audit_begin", state_name="begin",
+                         result=sfn.Result.from_object({"cursor": 0, "done": False}), result_path="$.page")
+        audit = self._step("audit", result_path="$.page", payload=sfn.TaskInput.from_object({
+            "input": sfn.JsonPath.object_at("$$.Execution.Input"),
+            "run": sfn.JsonPath.string_at("$$.Execution.Name"),
+            "cursor": sfn.JsonPath.number_at("$.page.cursor"),
+        }))
+        audit.add_catch(failed, errors=["States.ALL"], result_path="$.error")
+        report = self._step("audit_report", result_path="$.report", payload=sfn.TaskInput.from_object({
+            "run": sfn.JsonPath.string_at("$$.Execution.Name"),
+            "started_at": sfn.JsonPath.string_at("$$.Execution.StartTime"),
+        }))
+        report.add_catch(failed, errors=["States.ALL"], result_path="$.error")
+        done = sfn.Succeed(self, "audit_done", state_name="done", output_path="$.report")
+        more = sfn.Choice(self, "more_audit", state_name="more_users")
+        more.when(sfn.Condition.boolean_equals("$.page.done", True), report.next(done))
+        more.otherwise(audit)
+        return begin.next(audit).next(more)
 
     def _scheduled_definition(self) -> sfn.IChainable:
         """select_due, called page after page until the last: each call checks the next users of the

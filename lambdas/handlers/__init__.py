@@ -15,6 +15,8 @@ STEPS = (
     "rollback",
     "notify",
     "select_due",
+    "audit",
+    "audit_report",
 )
 
 # The CloudWatch metrics every step emits (Powertools EMF; dimensions: service, step). The CDK app's error

@@ -81,6 +81,10 @@ def dynamodb() -> DynamoDBClient:
     return client
 
 
+def s3() -> Any:
+    return _client("s3")
+
+
 def sns() -> SNSClient:
     client: SNSClient = _client("sns")
     return client

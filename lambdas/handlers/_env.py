@@ -8,6 +8,7 @@
 | TOPIC_ARN | notify |
 | SECRETS_KEY_ARN | create_key: the stack's KMS key, which encrypts the secrets it creates |
 | ROTATION_MACHINE_ARN | select_due: the rotation state machine it starts executions of |
+| REPORTS_BUCKET | audit, audit_report: the bucket the audit reports go to |
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ PATTERNS = {
     "TOPIC_ARN": r"^arn:[a-z-]+:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$",
     "SECRETS_KEY_ARN": r"^arn:[a-z-]+:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]{1,128}$",
     "ROTATION_MACHINE_ARN": r"^arn:[a-z-]+:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$",
+    "REPORTS_BUCKET": r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
 }
 
 
@@ -42,6 +44,7 @@ class Env:
     topic_arn: str
     secrets_key_arn: str = ""
     rotation_machine_arn: str = ""
+    reports_bucket: str = ""
 
     def settings(self) -> Settings:
         """Read on every invocation (validated once per distinct content: `load_settings_file`)."""
@@ -70,4 +73,5 @@ def load_env(*required: str, environ: Mapping[str, str] | None = None) -> Env:
     return Env(settings_path=path, lock_table=values.get("LOCK_TABLE", ""),
                document_name=values.get("DOCUMENT_NAME", ""), topic_arn=values.get("TOPIC_ARN", ""),
                secrets_key_arn=values.get("SECRETS_KEY_ARN", ""),
-               rotation_machine_arn=values.get("ROTATION_MACHINE_ARN", ""))
+               rotation_machine_arn=values.get("ROTATION_MACHINE_ARN", ""),
+               reports_bucket=values.get("REPORTS_BUCKET", ""))

@@ -10,19 +10,21 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
 from rotation.errors import NoTargets, TargetsOffline, TargetsUnsupported
 from rotation.keys import error_code
 from rotation.settings import ServerGroup
-from rotation.state import Action, DocumentSettings, Failure
+from rotation.state import DocumentSettings, Failure
 
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
 
 RESULT_MARKER = "KEYROTATION_RESULT"
+# The document's Action values: a rotation's two passes, and the read-only audit (rotation/audit.py).
+DocumentAction = Literal["rotate", "verify", "audit"]
 BATCH_SIZE = 50  # SendCommand accepts at most 50 InstanceIds
 PENDING_STATUSES = frozenset({"Pending", "InProgress", "Delayed"})
 MAX_NAMED = 20  # servers named in one error message; the rest are counted
@@ -195,7 +197,7 @@ def send(
     secret_id: str,
     key_id: str,
     settings: DocumentSettings,
-    action: Action,
+    action: DocumentAction,
     max_concurrency: str,
     timeout_seconds: int,
     comment: str,
@@ -252,10 +254,10 @@ def read_outcome(
     batch_of = dict(zip(commands, batches, strict=True)) if len(commands) == len(batches) else {}
     skipped = {command_id for command_id in settled if command_id in batch_of}
     known = {instance_id for command_id in skipped for instance_id in batch_of[command_id]}
-    invocations: dict[str, dict[str, Any]] = {}
+    found: dict[str, dict[str, Any]] = {}
     for command_id in commands:
         if command_id not in skipped:
-            invocations.update((item["InstanceId"], item) for item in _invocations(ssm, command_id))
+            found.update((item["InstanceId"], item) for item in invocations(ssm, command_id))
     confirmed: list[str] = []
     pending: list[str] = []
     failed: list[Failure] = []
@@ -263,7 +265,7 @@ def read_outcome(
         if instance_id in known:
             confirmed.append(instance_id)
             continue
-        invocation = invocations.get(instance_id)
+        invocation = found.get(instance_id)
         if invocation is None or invocation.get("Status") in PENDING_STATUSES:
             pending.append(instance_id)
             continue
@@ -277,7 +279,7 @@ def read_outcome(
     return Outcome(tuple(confirmed), tuple(pending), tuple(failed), settled=settled_now)
 
 
-def _invocations(ssm: SSMClient, command_id: str) -> Iterator[dict[str, Any]]:
+def invocations(ssm: SSMClient, command_id: str) -> Iterator[dict[str, Any]]:
     token: str | None = None
     while True:
         kwargs: dict[str, Any] = {"CommandId": command_id, "Details": True}

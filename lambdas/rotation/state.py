@@ -65,6 +65,10 @@ def parse_request(data: Any) -> Request:
     if not isinstance(user, str) or not re.fullmatch(USER_NAME_PATTERN, user):
         raise InvalidRequest("input.user: required, an IAM user name")
     mode = data.get("mode", "standard")
+    if mode == "audit":
+        raise InvalidRequest("input.mode: an audit changes nothing and runs on the audit state machine "
+                             "(WorkflowsAudit…): start it with {\"mode\": \"audit\", \"user\": …}, or "
+                             "without a user for all")
     if mode not in MODES:
         raise InvalidRequest(f"input.mode: must be one of {', '.join(MODES)}")
     waits = data.get("waits", {})

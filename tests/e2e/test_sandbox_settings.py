@@ -29,5 +29,5 @@ def test_500_users_synthesize_without_lifting_the_cdk_resource_limit(tmp_path: P
     # WHEN the real app synthesizes it with cdk.json's context (CloudFormation's 500-resource check on)
     assembly = deploy.synthesize(path, tmp_path / "cdk.out")
     # THEN it fits: one role per group, no per-user resource
-    assert len(assembly.resources) == 95 + len(settings["server_groups"]) == 95 + 167
+    assert len(assembly.resources) == 113 + len(settings["server_groups"]) == 113 + 167
     assert len(assembly.template["Outputs"]) == 167

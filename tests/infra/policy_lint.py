@@ -11,6 +11,7 @@ the three mistakes that make a real deployment fail closed (AccessDenied in prod
 - `unknown-condition-key`: a condition key that is neither global nor defined for the statement's actions.
 - `key-policy-resource`: a KMS key policy statement whose Resource is not "*" (there "*" means the key).
 - `topic-policy-resource`: a topic policy statement whose Resource is not the topic it is attached to.
+- `bucket-policy-resource`: a bucket policy statement whose Resource is not its bucket or its objects.
 - `principal`: a Service principal that is not `<name>.amazonaws.com`, in a trust or resource policy.
 
 Each finding has a stable id `<code>:<policy>:<sid or index>:<detail>`; `ACKNOWLEDGED` lists those accepted,
@@ -55,6 +56,7 @@ _ARNS = {
     "AWS::IAM::Role": f"arn:{PARTITION}:iam::{ACCOUNT}:role/{{0}}",
     "AWS::Logs::LogGroup": f"arn:{PARTITION}:logs:{REGION}:{ACCOUNT}:log-group:{{0}}:*",
     "AWS::SSM::Document": f"arn:{PARTITION}:ssm:{REGION}:{ACCOUNT}:document/{{0}}",
+    "AWS::S3::Bucket": f"arn:{PARTITION}:s3:::{{0}}",
 }
 _REF_IS_ARN = {"AWS::StepFunctions::StateMachine", "AWS::SNS::Topic"}
 _PSEUDO = {"AWS::Partition": PARTITION, "AWS::Region": REGION, "AWS::AccountId": ACCOUNT,
@@ -208,8 +210,12 @@ def policies(template: Mapping[str, Any]) -> Iterator[Policy]:
         elif kind == "AWS::SNS::TopicPolicy":
             yield Policy(logical, "topic", _resolve(props["PolicyDocument"], resources),
                          attached_to=tuple(_resolve(props["Topics"], resources)))
+        elif kind == "AWS::S3::BucketPolicy":
+            bucket = _resolve({"Fn::GetAtt": [props["Bucket"]["Ref"], "Arn"]}, resources)
+            yield Policy(logical, "bucket", _resolve(props["PolicyDocument"], resources),
+                         attached_to=(bucket, f"{bucket}/*"))
         elif kind in ("AWS::SecretsManager::ResourcePolicy", "AWS::Logs::ResourcePolicy",
-                      "AWS::Lambda::Permission", "AWS::S3::BucketPolicy"):
+                      "AWS::Lambda::Permission"):
             raise NotImplementedError(f"{logical}: lint {kind} too")  # none today; add its check when added
 
 
@@ -237,6 +243,8 @@ def lint_statement(policy: Policy, name: str, statement: Mapping[str, Any]) -> I
         yield Finding("key-policy-resource", policy.where, name, ",".join(map(str, resources)))
     if policy.kind == "topic" and not set(resources) <= set(policy.attached_to):
         yield Finding("topic-policy-resource", policy.where, name, ",".join(map(str, resources)))
+    if policy.kind == "bucket" and not set(resources) <= set(policy.attached_to):
+        yield Finding("bucket-policy-resource", policy.where, name, ",".join(map(str, resources)))
     if policy.kind == "identity" and "NotAction" not in statement:
         formats = {row["resource_arn_format"] for row in rows if row.get("resource_arn_format") != "*"}
         for resource in resources:

@@ -17,7 +17,7 @@ ACCOUNT, REGION = "123456789012", "us-east-1"
 def test_every_policy_of_the_template_is_linted(synth: Synth) -> None:
     kinds = [policy.kind for policy in policies(synth.template)]
     # roles' trust and inline policies, the steps' policies, both key policies and the topic policy
-    assert {"identity", "trust", "key", "topic"} == set(kinds)
+    assert {"identity", "trust", "key", "topic", "bucket"} == set(kinds)
     assert kinds.count("key") == 2 and kinds.count("topic") == 1
     assert kinds.count("trust") == len(synth.of_type("AWS::IAM::Role"))
 

@@ -10,7 +10,7 @@ from infra_synth import Synth, step_resolver
 
 from infra.constructs.steps import STEPS
 
-ROTATION_STEPS = [step for step in STEPS if step != "select_due"]
+ROTATION_STEPS = [step for step in STEPS if step not in ("select_due", "audit", "audit_report")]
 WAITS = {
     "verify_interval_seconds": 5,
     "poll_seconds": 30,

@@ -44,11 +44,14 @@ def test_every_step_has_its_own_role(synth: Synth) -> None:
 def test_send_command_only_with_our_document_on_managed_instances(synth: Synth) -> None:
     (document_id,) = synth.of_type("AWS::SSM::Document")
     allowed = [grant for grant in grants(synth.template) if _allows(grant.actions, "ssm:SendCommand")]
-    assert [grant.role for grant in allowed] == [step_roles(synth.template)["distribute"]]
-    assert set(allowed[0].resources) == {
-        "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:document/${Ref:" + document_id + "}",
-        "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:managed-instance/*",
-    }
+    # (distribute's rotate and verify, and the audit's read-only audit action)
+    roles = step_roles(synth.template)
+    assert sorted(grant.role for grant in allowed) == sorted([roles["distribute"], roles["audit"]])
+    for grant in allowed:
+        assert set(grant.resources) == {
+            "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:document/${Ref:" + document_id + "}",
+            "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:managed-instance/*",
+        }
 
 
 def test_wildcard_resources_only_for_actions_iam_cannot_scope(synth: Synth) -> None:
@@ -56,7 +59,8 @@ def test_wildcard_resources_only_for_actions_iam_cannot_scope(synth: Synth) -> N
     unscopable = {
         "ssm:DescribeInstanceInformation",
         "ssm:ListCommandInvocations",
-        "iam:ListUsers",
+        "iam:GenerateCredentialReport",
+        "iam:GetCredentialReport",
         "xray:PutTraceSegments",
         "xray:PutTelemetryRecords",
         "xray:GetSamplingRules",
@@ -169,7 +173,7 @@ def test_the_secrets_key_lets_only_the_group_roles_and_the_reading_steps_decrypt
     assert via == "secretsmanager.${AWS::Region}.amazonaws.com"
     # … to every principal but these
     allowed = {render(arn) for arn in deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]}
-    reading = ("prepare", "create_key", "verify_key", "deactivate", "delete")
+    reading = ("prepare", "create_key", "verify_key", "deactivate", "delete", "audit")
     readers = {"${" + roles[step] + ".Arn}" for step in reading}
     groups = {"${" + _group_role(synth, g) + ".Arn}" for g in ("web", "db")}
     assert allowed == readers | groups

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from infra_synth import ROOT, Synth, render
@@ -100,9 +101,13 @@ def test_lambdas_run_their_step_with_the_contract_environment(synth: Synth) -> N
         properties = function["Properties"]
         assert properties["Runtime"] == "python3.12"
         assert properties["TracingConfig"] == {"Mode": "Active"}
-        # (the scheduled run's step starts rotations: it alone is told the rotation machine)
-        scheduled = properties["Handler"] == "handlers.select_due.handler"
-        extra = {"ROTATION_MACHINE_ARN": {"Ref": rotation}} if scheduled else {}
+        # (the scheduled run's step starts rotations: it alone is told the rotation machine; the audit's
+        # steps alone are told the reports bucket)
+        handler = properties["Handler"]
+        extra: dict[str, Any] = {"ROTATION_MACHINE_ARN": {"Ref": rotation}} if "select_due" in handler else {}
+        if handler in ("handlers.audit.handler", "handlers.audit_report.handler"):
+            (bucket,) = synth.of_type("AWS::S3::Bucket")
+            extra = {"REPORTS_BUCKET": {"Ref": bucket}}
         assert properties["Environment"]["Variables"] == {
             **extra,
             "SETTINGS_PATH": "settings.json",
@@ -262,7 +267,8 @@ def test_state_machines_log_to_vended_log_groups_of_their_own_stack(synth: Synth
         name = synth.resources[group]["Properties"]["LogGroupName"]
         assert name.startswith("/aws/vendedlogs/states/IamKeyRotation-") and len(name) <= 512, name
         names.append(name)
-    assert sorted(names) == ["/aws/vendedlogs/states/IamKeyRotation-rotation",
+    assert sorted(names) == ["/aws/vendedlogs/states/IamKeyRotation-audit",
+                             "/aws/vendedlogs/states/IamKeyRotation-rotation",
                              "/aws/vendedlogs/states/IamKeyRotation-scheduled"]
     # AND a second stack in the account (`-c stack_name=…`) gets groups of its own
     from infra.constructs.workflows import vended_log_group_name

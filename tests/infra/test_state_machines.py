@@ -30,7 +30,7 @@ def test_definitions_pass_asl_validator(synth: Synth, tmp_path: Path) -> None:
         path = tmp_path / f"{logical_id}.json"
         path.write_text(json.dumps(definition), encoding="utf-8")
         paths += ["--json-path", str(path)]
-    assert len(paths) == 4
+    assert len(paths) == 6  # the rotation, scheduled and audit machines
     result = subprocess.run(
         [str(ASL_VALIDATOR), *paths], capture_output=True, text=True, timeout=60, check=False
     )
@@ -142,4 +142,29 @@ def test_definitions_reference_the_step_functions_of_this_stack(synth: Synth) ->
     text = render(properties["DefinitionString"])
     functions = synth.of_type("AWS::Lambda::Function")
     referenced = {lid for lid in functions if "${" + lid + ".Arn}" in text}
-    assert len(referenced) == len(functions) - 1  # every step but select_due
+    assert len(referenced) == len(functions) - 3  # every step but select_due, audit and audit_report
+
+
+def test_the_audit_machine_pages_then_reports_and_its_steps_cannot_write(synth: Synth) -> None:
+    from infra_synth import grants, step_roles
+
+    # GIVEN the audit machine: begin → audit (page after page) → audit_report → done
+    definition = synth.machine("WorkflowsAudit")
+    states = definition["States"]
+    assert definition["StartAt"] == "begin" and states["begin"]["Next"] == "audit"
+    assert states["audit"]["Next"] == "more_users" and states["more_users"]["Default"] == "audit"
+    (last,) = states["more_users"]["Choices"]
+    assert (last["Variable"], last["Next"]) == ("$.page.done", "audit_report")
+    assert states["audit"]["Parameters"]["input.$"] == "$$.Execution.Input"
+    # THEN neither step may change a key, a secret, a lock or a file: the only writes are its report objects
+    # (and the summary on the topic); SendCommand is there for the document's read-only audit action
+    roles = step_roles(synth.template)
+    writes = {"iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:DeleteAccessKey",
+              "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage",
+              "secretsmanager:CreateSecret", "dynamodb:UpdateItem", "dynamodb:PutItem",
+              "states:StartExecution"}
+    for step in ("audit", "audit_report"):
+        allowed = {a for g in grants(synth.template) if g.role == roles[step] for a in g.actions}
+        assert not allowed & writes, (step, allowed & writes)
+        s3 = {a for a in allowed if a.startswith("s3:")}
+        assert s3 <= {"s3:PutObject", "s3:GetObject", "s3:ListBucket"}
