@@ -324,6 +324,65 @@ class Sandbox:
                 statuses[server.instance_id] = f"{invocation['Status']} ({detail}; ping {ping})"
         return statuses
 
+    # -------------------------------------------------------------------------------------- audit
+
+    def drift(self, server: Any, user: str, key_id: str = "AKIADRIFTEDDRIFTED00") -> None:
+        """Arrange a drifted server: its profile holds another key id than the one the secret says."""
+        import configparser
+
+        settings = self.deployment.user(user)
+        path = server.path(settings["credentials_file"])
+        parser = configparser.RawConfigParser()
+        parser.read(path)
+        parser.set(settings["profile"], "aws_access_key_id", key_id)
+        with path.open("w") as handle:
+            parser.write(handle)
+
+    def run_audit(self, user: str | None = None, timeout: float = 300.0) -> dict[str, Any]:
+        """Start the audit machine (one user or all) and return its report, read from the reports bucket."""
+        sfn = self.emulator.client("stepfunctions")
+        execution_input = {"mode": "audit", **({"user": user} if user else {})}
+        arn = sfn.start_execution(stateMachineArn=self.deployment.audit_machine,
+                                  name=f"audit-{uuid.uuid4().hex[:12]}",
+                                  input=json.dumps(execution_input))["executionArn"]
+        deadline = time.monotonic() + timeout
+        while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the audit still runs after {timeout:.0f}s")
+            time.sleep(0.5)
+        if described["status"] != "SUCCEEDED":
+            raise RuntimeError(f"the audit {described['status']}: {described.get('error')} "
+                               f"{str(described.get('cause'))[:500]}")
+        output = json.loads(described["output"])
+        bucket, key = output["report"].removeprefix("s3://").split("/", 1)
+        report: dict[str, Any] = json.loads(
+            self.emulator.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+        report["markdown_location"] = output["markdown"]
+        return report
+
+    def snapshot(self) -> dict[str, Any]:
+        """What an audit must not change: every user's keys, every secret's versions, every server's files
+        (but the SSM Agent's own working directory, where it writes every command's script, as on a real
+        node)."""
+        iam = self.emulator.client("iam")
+        sm = self.emulator.client("secretsmanager")
+        keys = {u["name"]: sorted((k["AccessKeyId"], k["Status"])
+                                  for k in iam.list_access_keys(UserName=u["name"])["AccessKeyMetadata"])
+                for u in self.deployment.settings["users"]}
+        versions = {}
+        for name in self.deployment.secrets.values():
+            try:
+                versions[name] = sm.describe_secret(SecretId=name).get("VersionIdsToStages")
+            except Exception:  # noqa: BLE001 - a user without a secret yet
+                versions[name] = None
+        files = {}
+        for server in self.fleet.servers.values():
+            agent_dir = server.path("/var/lib/amazon/ssm")
+            for path in sorted(server.root.rglob("*")):
+                if path.is_file() and not path.is_symlink() and agent_dir not in path.parents:
+                    files[str(path)] = path.read_bytes()
+        return {"keys": keys, "secrets": versions, "files": files}
+
     # --------------------------------------------------------------------------------------- dump
 
     def dump(self, path: Path, report: Report) -> None:
