@@ -14,6 +14,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sandbox import deploy
 from sandbox.demo import Progress, Report, Sandbox, Scenario, max_polls_for
@@ -33,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
                            "default 1, or as many as one stack's 200 groups need")
     demo.add_argument("--fail", type=int, default=0, metavar="K", help="K servers whose agent fails")
     demo.add_argument("--offline", type=int, default=0, metavar="K", help="K servers that are offline")
+    demo.add_argument("--audit", action="store_true",
+                      help="run the read-only audit instead of a rotation (one server drifted, one offline)")
     demo.add_argument("--scheduled", action="store_true",
                       help="fire the maintenance window's task: rotate only the users whose key is due")
     demo.add_argument("--keep", type=Path, metavar="DIR",
@@ -103,6 +106,8 @@ class _Console:
 
 
 def demo(args: argparse.Namespace) -> int:
+    if args.audit:
+        return audit_demo(args)
     started = time.monotonic()
     try:
         report = _demo(args, started)
@@ -152,6 +157,64 @@ def _demo(args: argparse.Namespace, started: float) -> Report:
             finally:
                 sandbox.close()
     return report
+
+
+def audit_demo(args: argparse.Namespace) -> int:
+    """The audit of a simulated fleet with one drifted and one offline server, as a table."""
+    console = _Console()
+    servers = max(args.servers, 3)
+    scenario = Scenario(users=args.users, servers=servers, workers=args.workers)
+    with _workdir(args.keep) as workdir:
+        settings = deploy.sandbox_settings(scenario.users, max_polls=max_polls_for(servers))
+        settings_path = deploy.write_settings(workdir / "settings.yaml", settings)
+        console.say(f"Sandbox audit: {scenario.users} user(s) x {servers} servers; synthesizing ...")
+        with contextlib.redirect_stdout(io.StringIO()):
+            assembly = deploy.synthesize(settings_path, workdir / "cdk.out")
+        with Emulator() as emulator:
+            sandbox = Sandbox(emulator, assembly, settings, workdir, scenario)
+            try:
+                first = settings["users"][0]["name"]
+                group = sorted(sandbox.fleet.in_group(settings["users"][0]["server_group"]),
+                               key=lambda s: s.instance_id)
+                sandbox.drift(group[0], first)
+                group[1].online = False
+                console.say(f"  arranged: {group[0].instance_id} holds another key for {first} (drifted); "
+                            f"{group[1].instance_id} is offline")
+                console.say("Starting the audit state machine (read-only) ...")
+                before = sandbox.snapshot()
+                report = sandbox.run_audit()
+                unchanged = sandbox.snapshot() == before
+            finally:
+                sandbox.close()
+    _print_audit(console, report, unchanged)
+    summary = {"result": "audited" if unchanged else "changed", **report["summary"],
+               "report": report["markdown_location"]}
+    print(json.dumps(summary), flush=True)
+    return 0 if unchanged else 1
+
+
+def _print_audit(console: _Console, report: dict[str, Any], unchanged: bool) -> None:
+    console.say("")
+    console.say(f"{'user':<12} {'key':<22} {'status':<8} {'age':>5}  {'AWSCURRENT':<22} compliant")
+    for entry in report["users"]:
+        for number, key in enumerate(entry.get("keys", [])):
+            current = entry.get("current_key_id") or "-"
+            first = number == 0
+            compliant = ("yes" if entry.get("compliant") else "NO") if first else ""
+            console.say(f"{entry['user'] if first else '':<12} {key['key_id']:<22} {key['status']:<8} "
+                        f"{key['age_days']:>4}d  {current if first else '':<22} {compliant}")
+    console.say("")
+    console.say(f"{'server':<22} {'user':<12} state")
+    for entry in report["users"]:
+        for instance, server in sorted((entry.get("servers") or {}).items()):
+            detail = "" if server["state"] == "current" else f" ({server['detail']})"
+            console.say(f"{instance:<22} {entry['user']:<12} {server['state']}{detail}")
+    counts = ", ".join(f"{state} {count}" for state, count in report["summary"]["servers"].items() if count)
+    console.say("")
+    console.say(f"servers: {counts}; unmanaged users with old keys: {report['summary']['unmanaged_old_keys']}")
+    console.say(f"report: {report['markdown_location']}")
+    console.say("nothing changed (keys, secrets, every server file)" if unchanged
+                else "SOMETHING CHANGED during the audit")
 
 
 def _moto_version() -> str:

@@ -50,3 +50,17 @@ def test_a_broken_run_still_ends_with_a_json_line(
     assert main(["demo", "--servers", "1"]) == 1
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last["result"] == "failed" and "synth exploded" in last["error"]
+
+
+def test_demo_audit_shows_the_drifted_and_the_offline_server_and_changes_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["demo", "--audit", "--servers", "3"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert code == 0, lines
+    assert result["result"] == "audited" and result["servers"]["current"] == 1
+    assert (result["servers"]["unknown_key"], result["servers"]["offline"]) == (1, 1)
+    assert any("unknown_key (AKIADRIFTEDDRIFTED00)" in line for line in lines)
+    assert any("offline (ConnectionLost)" in line for line in lines)
+    assert "nothing changed (keys, secrets, every server file)" in lines
