@@ -211,7 +211,8 @@ def _print_audit(console: _Console, report: dict[str, Any], unchanged: bool) -> 
             console.say(f"{instance:<22} {entry['user']:<12} {server['state']}{detail}")
     counts = ", ".join(f"{state} {count}" for state, count in report["summary"]["servers"].items() if count)
     console.say("")
-    console.say(f"servers: {counts}; unmanaged users with old keys: {report['summary']['unmanaged_old_keys']}")
+    unmanaged = report["summary"]["unmanaged_old_keys"]
+    console.say(f"servers: {counts}; unmanaged users with old keys: {unmanaged}")
     console.say(f"report: {report['markdown_location']}")
     console.say("nothing changed (keys, secrets, every server file)" if unchanged
                 else "SOMETHING CHANGED during the audit")
