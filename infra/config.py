@@ -73,6 +73,14 @@ def _check_infra(settings: Settings) -> None:
             "of its own"
         )
     groups = len(settings.server_groups)
+    owners = len({user.owner for user in settings.users if user.owner})
+    if groups + owners > CFN_MAX_RESOURCES - STACK_RESOURCES_WITHOUT_GROUPS:
+        raise InvalidSettings(
+            f"users[].owner: {owners} distinct owners and {groups} server groups, but each costs a resource "
+            f"(a subscription, a role) and one stack holds "
+            f"{CFN_MAX_RESOURCES - STACK_RESOURCES_WITHOUT_GROUPS} of them; share owners (e.g. a team "
+            "address) or split the stack"
+        )
     if groups > MAX_SERVER_GROUPS:
         raise InvalidSettings(
             f"server_groups: {groups} server groups, but one stack deploys at most {MAX_SERVER_GROUPS}: "

@@ -55,6 +55,7 @@ class KeyRotationStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         settings = config.settings
         alerts = Alerts(self, "Alerts", email=settings.alerts.email)
+        alerts.subscribe_owners([user.owner for user in settings.users if user.owner])
         secrets = UserSecrets(self, "Secrets")
         lock = LockTable(self, "Lock")
         reports = AuditReports(self, "Reports")

@@ -71,6 +71,18 @@ class Alerts(Construct):
         if email:
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
 
+    def subscribe_owners(self, owners: Sequence[str]) -> None:
+        """One subscription per key owner, filtered on the `owner` message attribute: an owner gets the
+        notices and results of its users only (notify and select_due tag them); e-mail or an https webhook."""
+        for owner in sorted(set(owners)):
+            policy = {"owner": sns.SubscriptionFilter.string_filter(allowlist=[owner])}
+            subscription: sns.ITopicSubscription
+            if owner.startswith("https://"):
+                subscription = subscriptions.UrlSubscription(owner, filter_policy=policy)
+            else:
+                subscription = subscriptions.EmailSubscription(owner, filter_policy=policy)
+            self.topic.add_subscription(subscription)
+
     def alert_on_failed_executions(self, machines: Sequence[sfn.IStateMachine]) -> events.Rule:
         rule = events.Rule(
             self,

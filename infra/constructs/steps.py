@@ -86,8 +86,9 @@ STEP_ACCESS: dict[str, Access] = {
     "rollback": Access(iam_keys=(_LIST_KEYS, "iam:UpdateAccessKey"), lock=_LOCK),
     "notify": Access(publish=True),
     # The scheduled run: reads keys, skips users whose rotation runs (lock), starts the due ones' rotations.
+    # (and tells owners of keys coming due, on the alert topic)
     "select_due": Access(iam_keys=(_LIST_KEYS,), lock=("dynamodb:GetItem",), lock_owner_check=True,
-                         start_rotations=True),
+                         start_rotations=True, publish=True),
     # The audit only reads (IAM, the secrets, the fleet) and asks servers for the document's read-only audit
     # action; it writes nothing but its own report objects.
     "audit": Access(

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rotation.errors import InvalidRequest
+from rotation.errors import InvalidRequest, RotationError
 from rotation.notify import publish, summary
 
 from handlers import _clients
 from handlers._common import step_handler
-from handlers._env import load_env
+from handlers._env import Env, load_env
 from handlers._event import caught_error
 
 
@@ -26,8 +26,19 @@ def run(event: Any) -> dict[str, Any]:
     user = str(rotation.get("user") or raw_input.get("user") or "unknown")
     env = load_env("TOPIC_ARN")
     subject, message = summary(rotation, user=user, error=error)
-    message_id = publish(_clients.sns(), env.topic_arn, subject, message)
+    owner = _owner_of(env, user)
+    message_id = publish(_clients.sns(), env.topic_arn, subject, message, owner=owner)
     return {**rotation, "notification": {"message_id": message_id, "subject": subject}}
+
+
+def _owner_of(env: Env, user: str) -> str | None:
+    """The user's owner in the settings, if any: the failure path must notify even when the settings are
+    the problem, so an unreadable settings file only means no owner."""
+    try:
+        found = env.settings().user(user)
+    except RotationError:
+        return None
+    return found.owner if found is not None else None
 
 
 handler = step_handler("notify", run)

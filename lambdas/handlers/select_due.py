@@ -14,9 +14,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from rotation.due import Totals, start_page
+from rotation.due import Notice, Totals, start_page
 from rotation.errors import InvalidRequest, RotationsNotStarted
 from rotation.lock import LockTable
+from rotation.notify import publish
+from rotation.settings import User
 
 from handlers import OVERDUE_USERS_METRIC, SCHEDULED_RUN_METRIC, _clients
 from handlers._common import metrics, step_handler
@@ -41,6 +43,16 @@ def _parse(event: Any) -> tuple[int, Totals, datetime]:
     return cursor, Totals.from_dict(totals), (run_started or now).astimezone(UTC)
 
 
+def _notice(topic_arn: str) -> Notice | None:
+    if not topic_arn:
+        return None
+
+    def notice(user: User, subject: str, message: str) -> None:
+        publish(_clients.sns(), topic_arn, subject, message, owner=user.owner)
+
+    return notice
+
+
 def run(event: Any) -> dict[str, Any]:
     cursor, totals, run_started = _parse(event)
     env = load_env("SETTINGS_PATH", "LOCK_TABLE", "ROTATION_MACHINE_ARN")
@@ -50,7 +62,7 @@ def run(event: Any) -> dict[str, Any]:
         table=LockTable(_clients.dynamodb(), env.lock_table),
         rotation_machine=env.rotation_machine_arn, owner_alive=_clients.execution_running,
         cursor=cursor, totals=totals, run_started=run_started, now=datetime.now(UTC), sleep=time.sleep,
-        monotonic=time.monotonic,
+        monotonic=time.monotonic, notice=_notice(env.topic_arn),
     )
     done = page.cursor is None
     result = page.totals.to_dict()

@@ -40,7 +40,9 @@ PAGE_SECONDS = 240  # pacing budget of one call (its Lambda may run 900 s)
 MAX_PAGE = 100  # users checked per call
 KEY_READERS = 8  # concurrent ListAccessKeys calls (IAM's global endpoint answers in ~50-150 ms)
 KINDS = ("started", "already_started", "in_progress", "deferred", "not_in_iam", "failed_to_start", "overdue",
-         "exempt")
+         "exempt", "noticed")
+# notice(user, subject, message): tell a user's owner ahead of its rotation (the handler publishes to SNS)
+Notice = Callable[[User, str, str], None]
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ def start_page(
     now: datetime,
     sleep: Callable[[float], None],
     monotonic: Callable[[], float],
+    notice: Notice | None = None,
 ) -> Page:
     """Check the users `cursor … cursor + page_size` and start the due ones' rotations, at most
     `starts_per_minute` (one start per interval: the time a start takes counts towards its interval)."""
@@ -131,6 +134,17 @@ def start_page(
             totals = totals.add("not_in_iam", user.name)
             continue
         late = _overdue(user, user_keys, settings, now)
+        if late is None and notice is not None and user.owner and settings.schedule.notice_days:
+            coming = _overdue(user, user_keys, settings, now + timedelta(days=settings.schedule.notice_days))
+            if coming is not None:
+                due_on = (now + timedelta(days=settings.schedule.notice_days) - coming).date()
+                notice(user, f"Key rotation of {user.name} due on {due_on:%Y-%m-%d}"[:100],
+                       f"The access key of IAM user {user.name} reaches its maximum age of "
+                       f"{settings.max_key_age_days(user)} days on {due_on:%Y-%m-%d}. The first scheduled "
+                       "run after that date rotates it: every server of group "
+                       f"{user.server_group} gets the new key, then the old one is deactivated and deleted. "
+                       "Nothing to do unless an application outside that group uses the key.")
+                totals = totals.add("noticed", user.name)
         if late is not None and user.exempt_on(now.date()):
             totals = totals.add("exempt", user.name)  # due, but exempt until its date: not overdue either
         elif late is not None:

@@ -49,8 +49,17 @@ def summary(
         lines.append(f"Plan: {step}")
     if error:
         lines.append(f"Error: {error.get('name')}: {error.get('message')}")
+    elif outcome == "rotated":
+        # Security Hub IAM.3 / Config access-keys-rotated: every active key younger than the maximum age.
+        lines.append(f"Compliance: compliant (the old key is deleted; the only active key, "
+                     f"{rotation.get('new_key_id')}, was created by this rotation)")
     return subject, "\n".join(lines)
 
 
-def publish(sns: SNSClient, topic_arn: str, subject: str, message: str) -> str:
-    return sns.publish(TopicArn=topic_arn, Subject=subject, Message=message)["MessageId"]
+def publish(sns: SNSClient, topic_arn: str, subject: str, message: str, *, owner: str | None = None) -> str:
+    """Publish to the topic; with `owner`, tagged so that the owner's filtered subscription gets it too
+    (operators' subscriptions have no filter: they get everything)."""
+    if not owner:
+        return sns.publish(TopicArn=topic_arn, Subject=subject, Message=message)["MessageId"]
+    return sns.publish(TopicArn=topic_arn, Subject=subject, Message=message,
+                       MessageAttributes={"owner": {"DataType": "String", "StringValue": owner}})["MessageId"]

@@ -70,6 +70,9 @@ MAX_USERS_PER_RUN_DEFAULT = 10_000
 STARTS_PER_MINUTE_DEFAULT = 180
 MAX_STARTS_PER_MINUTE = 1200
 OVERDUE_ALARM_DAYS_DEFAULT = 7
+NOTICE_DAYS_DEFAULT = 7
+# A key's owner: an e-mail address, or an https webhook (SNS subscription protocols email and https).
+OWNER_PATTERN = r"^([A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}|https://[^\s]{1,492})$"
 
 # Secrets Manager names: letters, digits and /_+=.@-, starting with a letter or digit (as the document wants).
 SECRET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9/_+=.@-]{0,511}$"  # noqa: S105 (a name pattern)
@@ -131,6 +134,8 @@ class Schedule:
     starts_per_minute: int = STARTS_PER_MINUTE_DEFAULT
     # The watchdog counts users whose key is overdue by more than this (a schedule that fell behind).
     overdue_alarm_days: int = OVERDUE_ALARM_DAYS_DEFAULT
+    # Owners hear this many days before their user's key is due (0: no advance notice).
+    notice_days: int = NOTICE_DAYS_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -165,6 +170,9 @@ class User:
     # the exemption, and flags it once it has expired.
     exempt_until: date | None = None
     exempt_reason: str | None = None
+    # Who hears about this user's key (an e-mail address, or an https webhook of a chat tool): SNS delivers
+    # the notices and results tagged with it (message attribute `owner`) through a filtered subscription.
+    owner: str | None = None
 
     def exempt_on(self, day: date) -> bool:
         return self.exempt_until is not None and day <= self.exempt_until
@@ -214,6 +222,7 @@ class Settings:
                 "max_users_per_run": self.schedule.max_users_per_run,
                 "starts_per_minute": self.schedule.starts_per_minute,
                 "overdue_alarm_days": self.schedule.overdue_alarm_days,
+                "notice_days": self.schedule.notice_days,
             },
             "alerts": {"email": self.alerts.email},
             "server_groups": [_group_to_dict(group) for group in self.server_groups],
@@ -229,6 +238,7 @@ class Settings:
                     "allow_offline": user.allow_offline,
                     **({"exempt_until": user.exempt_until.isoformat(), "exempt_reason": user.exempt_reason}
                        if user.exempt_until is not None else {}),
+                    **({"owner": user.owner} if user.owner is not None else {}),
                 }
                 for user in self.users
             ],
@@ -336,7 +346,7 @@ def _schedule(data: Any, path: str) -> Schedule:
             "waiting for them; remove it (schedule.starts_per_minute sets how fast it starts them)"
         )
     _only(raw, path, required={"expression", "timezone", "duration_hours", "cutoff_hours"},
-          optional={"max_users_per_run", "starts_per_minute", "overdue_alarm_days"})
+          optional={"max_users_per_run", "starts_per_minute", "overdue_alarm_days", "notice_days"})
     duration = _int(raw["duration_hours"], f"{path}.duration_hours", minimum=1, maximum=24)
     cutoff = _int(raw["cutoff_hours"], f"{path}.cutoff_hours", minimum=0, maximum=23)
     if cutoff >= duration:
@@ -353,6 +363,8 @@ def _schedule(data: Any, path: str) -> Schedule:
                                f"{path}.starts_per_minute", minimum=1, maximum=MAX_STARTS_PER_MINUTE),
         overdue_alarm_days=_int(raw.get("overdue_alarm_days", OVERDUE_ALARM_DAYS_DEFAULT),
                                 f"{path}.overdue_alarm_days", minimum=1, maximum=365),
+        notice_days=_int(raw.get("notice_days", NOTICE_DAYS_DEFAULT), f"{path}.notice_days", minimum=0,
+                         maximum=90),
     )
 
 
@@ -392,7 +404,8 @@ def _server_group(data: Any, path: str) -> ServerGroup:
 def _user(data: Any, path: str, group_names: set[str], secret_prefix: str) -> User:
     raw = _mapping(data, path)
     _only(raw, path, required={"name", "server_group", "credentials_file", "profile", "file_owner"},
-          optional={"reload_hook", "max_key_age_days", "allow_offline", "exempt_until", "exempt_reason"})
+          optional={"reload_hook", "max_key_age_days", "allow_offline", "exempt_until", "exempt_reason",
+                    "owner"})
     name = _string(raw["name"], f"{path}.name", USER_NAME_PATTERN, "an IAM user name ([\\w+=,.@-]{1,64})")
     group = _string(raw["server_group"], f"{path}.server_group", None, "")
     if group not in group_names:
@@ -436,6 +449,10 @@ def _user(data: Any, path: str, group_names: set[str], secret_prefix: str) -> Us
     if not isinstance(allow_offline, bool):
         raise InvalidSettings(f"{path}.allow_offline: must be true or false")
     exempt_until, exempt_reason = _exemption(raw, path)
+    owner = raw.get("owner")
+    if owner is not None:
+        owner = _string(owner, f"{path}.owner", OWNER_PATTERN,
+                        "an e-mail address or an https:// webhook URL (at most 500 characters)")
     return User(
         name=name,
         server_group=group,
@@ -447,6 +464,7 @@ def _user(data: Any, path: str, group_names: set[str], secret_prefix: str) -> Us
         allow_offline=allow_offline,
         exempt_until=exempt_until,
         exempt_reason=exempt_reason,
+        owner=owner,
     )
 
 

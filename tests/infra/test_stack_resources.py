@@ -212,7 +212,8 @@ def test_alert_topic_is_encrypted_and_refuses_plain_http(synth: Synth) -> None:
     assert any(
         s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in policy
     )
-    subscription = _one(synth, "AWS::SNS::Subscription")
+    (subscription,) = [s["Properties"] for s in synth.of_type("AWS::SNS::Subscription").values()
+                       if "FilterPolicy" not in s["Properties"]]
     assert (subscription["Protocol"], subscription["Endpoint"]) == ("email", "ops@example.com")
 
 
@@ -303,3 +304,18 @@ def test_the_watchdog_alarms_when_users_fall_overdue_or_no_scheduled_run_finishe
     assert (stalled["EvaluationPeriods"], stalled["DatapointsToAlarm"], stalled["TreatMissingData"]) == (
         7, 7, "breaching")
     assert stalled["Period"] * stalled["EvaluationPeriods"] <= 7 * 86_400
+
+
+def test_each_owner_gets_a_subscription_filtered_to_its_users_and_operators_get_everything(synth: Synth) -> None:
+    (topic,) = synth.of_type("AWS::SNS::Topic")
+    subscriptions = {s["Endpoint"]: s for s in synth.of_type("AWS::SNS::Subscription").values()
+                     for s in [s["Properties"]]}
+    assert all(s["TopicArn"] == {"Ref": topic} for s in subscriptions.values())
+    # GIVEN the settings' owners (an e-mail address and a chat webhook) THEN one filtered subscription each
+    web = subscriptions["web-team@example.com"]
+    hook = subscriptions["https://chat.example.com/hooks/reports"]
+    assert (web["Protocol"], hook["Protocol"]) == ("email", "https")
+    assert web["FilterPolicy"] == {"owner": ["web-team@example.com"]}
+    assert hook["FilterPolicy"] == {"owner": ["https://chat.example.com/hooks/reports"]}
+    # AND the operators' address has no filter: it gets every notice, result and alert
+    assert "FilterPolicy" not in subscriptions["ops@example.com"]

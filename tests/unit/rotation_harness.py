@@ -468,10 +468,18 @@ class World:
         return {server.key_id for server in self.ssm.servers.values()}
 
     def messages(self) -> list[str]:
+        return [message for message, _ in self.messages_with_owner()]
+
+    def messages_with_owner(self) -> list[tuple[str, str | None]]:
+        """(message, its `owner` message attribute) of every notification on the topic."""
         from moto.sns.models import sns_backends
 
         backend = sns_backends[ACCOUNT][REGION]
-        return [message for _, message, *_ in backend.topics[self.topic_arn].sent_notifications]
+        found = []
+        for _, message, _subject, attributes, *_ in backend.topics[self.topic_arn].sent_notifications:
+            owner = (attributes or {}).get("owner", {})
+            found.append((message, owner.get("Value") or owner.get("StringValue")))
+        return found
 
     def age_key(self, user: str, key_id: str, days: int) -> None:
         self._backend_key(key_id).create_date = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=days)

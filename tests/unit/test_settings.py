@@ -310,3 +310,18 @@ def test_a_bad_exemption_is_refused_naming_the_field(fields: dict[str, Any], mes
     data["users"][0].update(fields)
     with pytest.raises(InvalidSettings, match=message):
         load_settings(data)
+
+
+@pytest.mark.parametrize("owner", ["web-team@example.com", "https://hooks.slack.com/services/T0/B0/x"])
+def test_an_owner_is_an_email_address_or_an_https_webhook(owner: str) -> None:
+    data = valid()
+    data["users"][0]["owner"] = owner
+    assert load_settings(data).users[0].owner == owner
+
+
+@pytest.mark.parametrize("owner", ["web team", "http://hooks.example.com/x", "a@b", "", "x" * 600 + "@e.com"])
+def test_a_bad_owner_is_refused_naming_the_field(owner: str) -> None:
+    data = valid()
+    data["users"][0]["owner"] = owner
+    with pytest.raises(InvalidSettings, match=r"users\[0\]\.owner: .*(e-mail address or an https)"):
+        load_settings(data)
