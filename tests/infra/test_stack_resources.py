@@ -306,7 +306,9 @@ def test_the_watchdog_alarms_when_users_fall_overdue_or_no_scheduled_run_finishe
     assert stalled["Period"] * stalled["EvaluationPeriods"] <= 7 * 86_400
 
 
-def test_each_owner_gets_a_subscription_filtered_to_its_users_and_operators_get_everything(synth: Synth) -> None:
+def test_each_owner_gets_a_subscription_filtered_to_its_users_and_operators_get_everything(
+    synth: Synth,
+) -> None:
     (topic,) = synth.of_type("AWS::SNS::Topic")
     subscriptions = {s["Endpoint"]: s for s in synth.of_type("AWS::SNS::Subscription").values()
                      for s in [s["Properties"]]}

@@ -24,8 +24,8 @@ def test_the_rotation_result_is_tagged_with_the_owner_and_says_it_is_compliant(w
     assert run.error is None, run.error
     ((message, owner),) = world.messages_with_owner()
     assert owner == OWNER and "Outcome: rotated" in message
-    assert f"Compliance: compliant (the old key is deleted; the only active key, {run.rotation['new_key_id']}" \
-        in message
+    new_key = run.rotation["new_key_id"]
+    assert f"Compliance: compliant (the old key is deleted; the only active key, {new_key}" in message
 
 
 def test_a_user_without_owner_is_published_untagged(world: World) -> None:
@@ -42,7 +42,8 @@ def test_the_owner_hears_ahead_of_the_rotation_and_nothing_starts(world: World,
     world.age_key("svc-web", key, days=86)
     monkeypatch.setattr(time, "sleep", lambda seconds: None)
     # WHEN the scheduled run runs
-    result = handler("select_due")({"cursor": 0, "totals": {"checked": 0}, "started_at": "2026-12-06T03:00:00Z"})
+    result = handler("select_due")({"cursor": 0, "totals": {"checked": 0},
+                                    "started_at": "2026-12-06T03:00:00Z"})
     # THEN the owner got a notice naming the day, tagged for its subscription; no rotation was started
     ((message, owner),) = world.messages_with_owner()
     assert owner == OWNER and "reaches its maximum age of 90 days on" in message
