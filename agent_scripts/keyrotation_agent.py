@@ -293,6 +293,16 @@ def split_logical(logical: str) -> List[str]:
 # --------------------------------------------------------------------------------------- the directory
 
 
+def read_all(fd: int) -> bytes:
+    """Everything left to read from ``fd``."""
+    chunks = []  # type: List[bytes]
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
 class Directory:
     """The credentials file's directory, opened component by component without following symlinks (POSIX).
 
@@ -437,13 +447,7 @@ class Directory:
             attributes = FileAttributes(
                 opened.st_uid, opened.st_gid, stat.S_IMODE(opened.st_mode), read_xattrs(fd, shown)
             )
-            chunks = []
-            while True:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            return b"".join(chunks), attributes
+            return read_all(fd), attributes
         finally:
             os.close(fd)
 
@@ -1090,13 +1094,7 @@ def check_owner_reads(logical: str, user: str, owner: Tuple[int, int], expected:
                     code = 5
                     raise OSError("not root")
                 fd = os.open(relative, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=root_fd)
-                chunks = []
-                while True:
-                    chunk = os.read(fd, 65536)
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
-                code = 0 if b"".join(chunks) == expected else 3
+                code = 0 if read_all(fd) == expected else 3
             except PermissionError:
                 code = 2
             except BaseException:  # noqa: BLE001, S110 - the code says what failed

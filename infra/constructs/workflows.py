@@ -79,37 +79,16 @@ class RotationWorkflows(Construct):
         super().__init__(scope, construct_id)
         self._functions = functions
         self._invoked: set[str] = set()
-        self.rotation = sfn.StateMachine(
-            self,
-            "Rotation",
-            comment="Rotate one IAM user's access key across its servers (docs/design.md section 2)",
-            state_machine_type=sfn.StateMachineType.STANDARD,
-            definition_body=sfn.DefinitionBody.from_chainable(
-                self._rotation_definition(settings.defaults.waits.verify_interval_seconds)
-            ),
-            logs=self._logs("RotationLogs", "rotation"),
-            tracing_enabled=True,
-        )
-        self.scheduled = sfn.StateMachine(
-            self,
-            "Scheduled",
-            comment="Rotate every user whose active key is older than its maximum age",
-            state_machine_type=sfn.StateMachineType.STANDARD,
-            definition_body=sfn.DefinitionBody.from_chainable(
-                self._scheduled_definition()
-            ),
-            logs=self._logs("ScheduledLogs", "scheduled"),
-            tracing_enabled=True,
-        )
-        self.audit = sfn.StateMachine(
-            self,
-            "Audit",
-            comment="Read-only audit: every managed user's keys and which key each of its servers holds",
-            state_machine_type=sfn.StateMachineType.STANDARD,
-            definition_body=sfn.DefinitionBody.from_chainable(self._audit_definition()),
-            logs=self._logs("AuditLogs", "audit"),
-            tracing_enabled=True,
-        )
+        self.rotation = self._machine(
+            "Rotation", "rotation",
+            self._rotation_definition(settings.defaults.waits.verify_interval_seconds),
+            "Rotate one IAM user's access key across its servers (docs/design.md section 2)")
+        self.scheduled = self._machine(
+            "Scheduled", "scheduled", self._scheduled_definition(),
+            "Rotate every user whose active key is older than its maximum age")
+        self.audit = self._machine(
+            "Audit", "audit", self._audit_definition(),
+            "Read-only audit: every managed user's keys and which key each of its servers holds")
         self._acknowledge_generated_grants()
 
     def _acknowledge_generated_grants(self) -> None:
@@ -131,6 +110,19 @@ class RotationWorkflows(Construct):
                     resource_finding(stack, f"{function.function_arn}:*"),
                     f"CDK grants invoking the {step} step function and its versions; nothing else.",
                 )
+
+    def _machine(self, construct_id: str, name: str, definition: sfn.IChainable,
+                 comment: str) -> sfn.StateMachine:
+        """A Standard machine with X-Ray and its vended-logs group (`<stack>-<name>`)."""
+        return sfn.StateMachine(
+            self,
+            construct_id,
+            comment=comment,
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            logs=self._logs(f"{construct_id}Logs", name),
+            tracing_enabled=True,
+        )
 
     def _logs(self, construct_id: str, machine: str) -> sfn.LogOptions:
         """Every event, but never state data: input/output stay in the execution history only.
