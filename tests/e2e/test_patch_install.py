@@ -44,3 +44,41 @@ def test_install_refuses_another_moto_version(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(moto, "__version__", "5.3.0")
     with pytest.raises(registry.PatchError, match=r"5\.3\.0"):
         install.install()
+
+
+def test_the_warm_interpreters_and_the_benchmarks_botocore_patches_refuse_another_botocore(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import botocore
+    from botocore import loaders
+    from botocore.client import BaseClient
+
+    from bench.counting import ApiCounter
+    from sandbox.moto import botocore_caches
+
+    # GIVEN a botocore other than the one the patches were written for
+    loader_init, make_api_call = vars(loaders.Loader)["__init__"], vars(BaseClient)["_make_api_call"]
+    monkeypatch.setattr(botocore, "__version__", "1.99.0")
+    # WHEN the warm interpreter's caches or the benchmark's counting are applied
+    # THEN both refuse, naming the version, and botocore is left as it was
+    with pytest.raises(registry.PatchError, match=r"botocore 1\.44\.5, found 1\.99\.0"):
+        registry.apply(botocore_caches.patches())
+    with pytest.raises(registry.PatchError, match=r"1\.99\.0"), ApiCounter():
+        pass
+    assert vars(loaders.Loader)["__init__"] is loader_init
+    assert vars(BaseClient)["_make_api_call"] is make_api_call
+
+
+def test_a_fault_refuses_a_moto_that_gained_what_it_adds(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.iam.responses import IamResponse
+    from moto.secretsmanager.responses import SecretsManagerResponse
+
+    from sandbox import faults
+
+    # GIVEN a moto whose Secrets Manager resolves request resources itself
+    monkeypatch.setattr(SecretsManagerResponse, "_determine_resource", lambda self: "*", raising=False)
+    iam_resource = vars(IamResponse)["_determine_resource"]
+    # WHEN IAM enforcement is switched on THEN it refuses before changing anything
+    with pytest.raises(registry.PatchError, match="SecretsManagerResponse._determine_resource"), \
+            faults.enforce_iam():
+        pass
+    assert vars(IamResponse)["_determine_resource"] is iam_resource
