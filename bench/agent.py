@@ -55,7 +55,8 @@ def _timed(command: list[str], env: dict[str, str], cwd: Path | None = None) -> 
 def measure(assembly_dir: Path, repeats: int, workdir: Path, *, cold: bool = True) -> dict[str, Any]:
     from sandbox.demo import Sandbox, Scenario
     from sandbox.emulator import Emulator
-    from sandbox.patches import RunRequest, parse_document
+    from sandbox.moto.run_command import parse_document
+    from sandbox.moto.ssm import RunRequest
 
     workdir.mkdir(parents=True, exist_ok=True)
     assembly, settings = load_assembly(assembly_dir)
@@ -155,7 +156,7 @@ def measure(assembly_dir: Path, repeats: int, workdir: Path, *, cold: bool = Tru
 
 def _parts(document: dict[str, Any], env: dict[str, str], repeats: int, workdir: Path) -> dict[str, Any]:
     """Each process an agent run starts, timed alone (verify action, botocore path)."""
-    from sandbox.patches import linux_shell_steps
+    from sandbox.moto.run_command import linux_shell_steps
 
     lines = linux_shell_steps(document)[0]["inputs"]["runCommand"]
     script = "\n".join(lines)

@@ -2,10 +2,10 @@
 
 botocore's `BaseClient._make_api_call` is wrapped process-wide, but a call is counted only while the calling
 thread is inside a Lambda invocation: the sandbox's (already patched) `LambdaSimpleBackend.invoke` is wrapped
-from the outside to mark its thread. So the operator's calls (this harness, the sandbox following the
-execution), moto's executor (Step Functions invoking Lambda, `.sync` polling) and the agents (subprocesses,
-with their own botocore) are never counted. Retries inside botocore are one call here (one `_make_api_call`)
-and show up separately in `attempts`.
+from the outside to mark its thread (sandbox/moto/counting.py, through the sandbox's patch registry). So the
+operator's calls (this harness, the sandbox following the execution), moto's executor (Step Functions
+invoking Lambda, `.sync` polling) and the agents (subprocesses, with their own botocore) are never counted.
+Retries inside botocore are one call here (one `_make_api_call`) and show up separately in `attempts`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,79 +56,53 @@ class ApiCounter:
         self.tally = Tally()
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._saved: list[tuple[Any, str, Any]] = []
-
-    # ------------------------------------------------------------------------------------ install
+        self._observing: ExitStack | None = None
 
     def __enter__(self) -> ApiCounter:
-        from botocore.client import BaseClient
-        from botocore.endpoint import Endpoint
-        from moto.awslambda_simple.models import LambdaSimpleBackend
+        from sandbox.moto.counting import api_calls_observed
 
-        self._wrap(BaseClient, "_make_api_call", self._wrap_api_call)
-        self._wrap(Endpoint, "_send", self._wrap_send)
-        self._wrap(LambdaSimpleBackend, "invoke", self._wrap_invoke)
+        with ExitStack() as stack:
+            stack.enter_context(api_calls_observed(invocation=self._invocation, inside=self._inside,
+                                                   call=self._call, attempt=self._attempt))
+            self._observing = stack.pop_all()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        while self._saved:
-            owner, name, original = self._saved.pop()
-            setattr(owner, name, original)
-
-    def _wrap(self, owner: Any, name: str, make: Any) -> None:
-        original = vars(owner)[name]
-        self._saved.append((owner, name, original))
-        setattr(owner, name, make(original))
-
-    # ------------------------------------------------------------------------------------ wrappers
+        observing, self._observing = self._observing, None
+        if observing is not None:
+            observing.close()
 
     def _current(self) -> Invocation | None:
         stack: list[Invocation] = getattr(self._local, "stack", [])
         return stack[-1] if stack else None
 
-    def _wrap_invoke(self, original: Any) -> Any:
-        counter = self
+    def _inside(self) -> bool:
+        return self._current() is not None
 
-        def invoke(backend: Any, function_name: str, *args: Any, **kwargs: Any) -> Any:
-            name = function_name.rsplit(":", 1)[-1] if function_name.startswith("arn:") else function_name
-            invocation = Invocation(counter.function_names.get(name, name), 0.0)
-            stack = counter._local.__dict__.setdefault("stack", [])
-            stack.append(invocation)
-            started = time.perf_counter()
-            try:
-                return original(backend, function_name, *args, **kwargs)
-            finally:
-                invocation.seconds = time.perf_counter() - started
-                stack.pop()
-                with counter._lock:
-                    counter.tally.invocations.append(invocation)
+    @contextmanager
+    def _invocation(self, name: str) -> Iterator[None]:
+        invocation = Invocation(self.function_names.get(name, name), 0.0)
+        stack = self._local.__dict__.setdefault("stack", [])
+        stack.append(invocation)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            invocation.seconds = time.perf_counter() - started
+            stack.pop()
+            with self._lock:
+                self.tally.invocations.append(invocation)
 
-        return invoke
+    def _call(self, key: str) -> None:
+        invocation = self._current()
+        if invocation is not None:
+            with self._lock:
+                self.tally.calls[key] += 1
+                invocation.calls[key] += 1
 
-    def _wrap_api_call(self, original: Any) -> Any:
-        counter = self
-
-        def _make_api_call(client: Any, operation_name: str, api_params: Any) -> Any:
-            invocation = counter._current()
-            if invocation is not None:
-                key = f"{client.meta.service_model.service_name}:{operation_name}"
-                with counter._lock:
-                    counter.tally.calls[key] += 1
-                    invocation.calls[key] += 1
-            return original(client, operation_name, api_params)
-
-        return _make_api_call
-
-    def _wrap_send(self, original: Any) -> Any:
-        counter = self
-
-        def _send(endpoint: Any, request: Any) -> Any:
-            if counter._current() is not None:
-                with counter._lock:
-                    counter.tally.attempts[endpoint._endpoint_prefix] += 1
-            return original(endpoint, request)
-
-        return _send
+    def _attempt(self, endpoint_prefix: str) -> None:
+        with self._lock:
+            self.tally.attempts[endpoint_prefix] += 1
 
 
 @contextmanager

@@ -4,7 +4,7 @@
 function that patches and returns its undo); records carry the name and never replace the baseline's.
 
 None is pending. The two measured so far are part of the code since 59bd4bc: `fast-lci` (the sandbox
-answers ListCommandInvocations with `json.dumps`, sandbox/patches.py) and `cached-clients` (Lambdas reuse
+answers ListCommandInvocations with `json.dumps`, sandbox/moto/) and `cached-clients` (Lambdas reuse
 their boto3 clients, lambdas/handlers/_clients.py); bench/analysis.md has their figures.
 """
 

@@ -214,7 +214,7 @@ def _cdk_context() -> dict[str, Any]:
 
 
 def model(template: Mapping[str, Any], users: list[int]) -> list[dict[str, Any]]:
-    from infra.asl import state_machines
+    from sandbox.asl import state_machines
 
     machines = state_machines(template)
     (scheduled,) = [d for lid, d in machines.items() if lid.startswith("WorkflowsScheduled")]

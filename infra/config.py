@@ -18,7 +18,7 @@ from rotation.settings import Settings, load_settings
 __all__ = ["InfraConfig", "InvalidSettings", "load_config"]
 
 # CloudFormation's quotas per stack, and what this stack uses of them (measured with `python -m
-# infra.stack_size`, docs/config.md "Limits"): 113 resources (114 with an alert e-mail subscription) and no
+# bench.stack_size`, docs/config.md "Limits"): 113 resources (114 with an alert e-mail subscription) and no
 # output without server groups; each server group adds 1 resource (its role, policy inline) and 1 output
 # (the role's name); users add nothing (the engine creates their secrets at run time). Template: 185 KB, and
 # 827 KB at 200 groups with the longest names the settings allow (1 MB allowed).

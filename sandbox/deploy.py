@@ -4,7 +4,7 @@ The sandbox does not hand-write any resource of the product: it synthesizes the 
 with a generated settings file and creates, in the emulator, what the template says — state machines from
 their `DefinitionString`, Lambda functions with the template's handler, environment and asset code, the SSM
 document content, KMS keys, the lock table, the SNS topic and its policy, log groups, roles, the maintenance
-window with its task and the alarms (their actions run as AWS would authorize them, sandbox/alarms.py).
+window with its task and the alarms (their actions run as AWS would authorize them, sandbox/moto/alarms.py).
 Resource types without an effect here (event rules, other policies) are recorded as skipped. The
 users' secrets are not in the template (the engine creates each on the user's first rotation): their names
 come from the settings. Then it plays the operator: IAM users under the managed path with an initial key
@@ -290,7 +290,7 @@ _ORDER = [
     "AWS::SSM::MaintenanceWindow",
     "AWS::SSM::MaintenanceWindowTask",
     "AWS::SNS::TopicPolicy",
-    "AWS::CloudWatch::Alarm",  # its actions run as the topic's and key's policies allow (sandbox/alarms.py)
+    "AWS::CloudWatch::Alarm",  # its actions run as the topic's and key's policies allow (sandbox/moto/alarms.py)
     "AWS::IAM::Policy",  # names functions and machines; moto does not enforce IAM anyway
 ]
 
@@ -418,7 +418,7 @@ def _create(emulator: Emulator, assembly: Assembly, deployment: Deployment, reso
         out = {"Ref": arn, "TopicArn": arn, "TopicName": name}
         deployment.topic_arn = arn
     elif kind == "AWS::SNS::TopicPolicy":
-        # Replaces each topic's default policy, as CloudFormation does (sandbox/alarms.py evaluates it).
+        # Replaces each topic's default policy, as CloudFormation does (sandbox/moto/alarms.py evaluates it).
         policy = json.dumps(resolve(props["PolicyDocument"]))
         for topic in resolve(props["Topics"]):
             emulator.client("sns").set_topic_attributes(TopicArn=topic, AttributeName="Policy",

@@ -1,4 +1,5 @@
-"""The embedded AWS emulator: moto's server on 127.0.0.1 (free port) with the sandbox's patches."""
+"""The embedded AWS emulator: moto's server on 127.0.0.1 (free port) with the sandbox's patches
+(sandbox.moto.install)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from sandbox import patches
+from sandbox.moto import install
+from sandbox.moto.ssm import ManagedInstances, attach_fleet
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 REGION = "us-east-1"
@@ -37,7 +39,7 @@ class Emulator:
     def start(self) -> Emulator:
         from moto.server import ThreadedMotoServer
 
-        patches.install()
+        install.install()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
         # moto's executor logs every error it evaluates, including those a Choice/Catch handles as designed;
         # what matters is in the execution history.
@@ -80,7 +82,7 @@ class Emulator:
             else:
                 os.environ[key] = value
         self._saved_env.clear()
-        patches.uninstall()
+        install.uninstall()
 
     def __enter__(self) -> Emulator:
         return self.start()
@@ -137,8 +139,8 @@ class Emulator:
         with manager._mutex:
             return list(manager._history_event_list[start:])
 
-    def attach_fleet(self, fleet: patches.ManagedInstances) -> None:
-        patches.attach_fleet(self.backend("ssm"), fleet)
+    def attach_fleet(self, fleet: ManagedInstances) -> None:
+        attach_fleet(self.backend("ssm"), fleet)
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:

@@ -2,8 +2,8 @@
 
 Everything here is a **test affordance**: a context manager that changes the running emulator for the length
 of a `with` block and puts it back afterwards. Nothing in the product knows about it, and nothing in the
-other sandbox modules is edited: the faults hook into `patches.lambda_hooks` (the already-patched Lambda
-invoke) or wrap moto methods at run time.
+other sandbox modules is edited: the faults hook into `lambda_runtime.lambda_hooks` (the already-patched
+Lambda invoke) or use the moto patches of `sandbox.moto.injection` (this module decides what to inject).
 
 - `crash_step`: a step's Lambda dies just before or just after its handler ran (its side effect done), or the
   whole execution is stopped at that boundary (no Catch, no rollback runs).
@@ -20,14 +20,13 @@ import contextlib
 import datetime
 import random
 import threading
-import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sandbox import patches
 from sandbox.emulator import Emulator
+from sandbox.moto import injection, lambda_runtime
 
 Phase = Literal["before", "after"]
 CrashKind = Literal["lambda", "abort"]
@@ -46,7 +45,7 @@ MUTATING_ACTIONS = frozenset({
 })
 
 
-class InjectedCrash(patches.InjectedCrash):
+class InjectedCrash(lambda_runtime.InjectedCrash):
     """Test affordance: the Lambda runtime (or the whole execution) died at a step boundary."""
 
 
@@ -87,11 +86,11 @@ def crash_step(emulator: Emulator, function_name: str, phase: Phase, *, kind: Cr
             crash.stopped.append(str(execution_arn))
         raise InjectedCrash(f"sandbox: injected crash of {name} ({phase} the handler)")
 
-    patches.lambda_hooks.append(hook)
+    lambda_runtime.lambda_hooks.append(hook)
     try:
         yield crash
     finally:
-        patches.lambda_hooks.remove(hook)
+        lambda_runtime.lambda_hooks.remove(hook)
 
 
 @contextlib.contextmanager
@@ -107,11 +106,11 @@ def on_step(function_name: str, phase: Phase, action: Callable[[], None]) -> Ite
             calls[0] += 1
             action()
 
-    patches.lambda_hooks.append(hook)
+    lambda_runtime.lambda_hooks.append(hook)
     try:
         yield calls
     finally:
-        patches.lambda_hooks.remove(hook)
+        lambda_runtime.lambda_hooks.remove(hook)
 
 
 # ----------------------------------------------------------------------------------------- throttling
@@ -128,20 +127,6 @@ class ThrottleLog:
         return {name.split(":", 1)[0] for name, count in self.throttled.items() if count}
 
 
-class _Throttled(Exception):
-    pass
-
-
-def _throttling_error(service: str) -> Exception:
-    from moto.core.exceptions import ServiceException
-
-    class Throttled(ServiceException):
-        code = THROTTLING_CODES[service]
-        message = "Rate exceeded (sandbox fault injection)"
-
-    return Throttled()
-
-
 @contextlib.contextmanager
 def throttle(rate: float = 0.3, *, seed: int = 0, services: frozenset[str] = THROTTLED_SERVICES,
              exempt_keys: frozenset[str] = HARNESS_KEYS, first: int = 0,
@@ -152,48 +137,31 @@ def throttle(rate: float = 0.3, *, seed: int = 0, services: frozenset[str] = THR
     for which `only(service, action, user_agent)` is true. The first `first` eligible requests of each
     service:action are always throttled (so every API really goes through its retry path).
     """
-    from moto.core.responses import ActionResult, BaseResponse
-
-    original = BaseResponse.call_action
     log = ThrottleLog(rate)
-    # moto warns that its service models do not list the throttling codes (AWS answers them all the same).
-    warnings.filterwarnings("ignore", message=r"Exception\(Throttled\)", category=UserWarning)
     rng = random.Random(seed)  # noqa: S311 (fault injection, not cryptography)
     lock = threading.Lock()
 
-    def call_action(self: Any) -> Any:
-        service = getattr(self, "service_name", None) or ""
-        if service not in services:
-            return original(self)
-        try:
-            key = self.get_access_key()
-        except Exception:  # unsigned or malformed: not ours to throttle
-            key = ""
-        action = self._get_action() or ""
-        name = f"{service}:{action}"
-        if key in exempt_keys:
-            return original(self)
-        if only is None or only(service, action, str(self.headers.get("User-Agent", ""))):
+    def answer(request: injection.Request) -> str | None:
+        if request.access_key in exempt_keys:
+            return None
+        if only is None or only(request.service, request.action, request.user_agent):
+            name = f"{request.service}:{request.action}"
             with lock:
                 log.attempts[name] += 1
                 hit = log.attempts[name] <= first or rng.random() < rate
                 if hit:
                     log.throttled[name] += 1
             if hit:
-                status, headers, body = self.serialized(ActionResult(_throttling_error(service)))
-                headers["status"] = str(status)
-                return status, headers, body
-        response = original(self)
-        if action in MUTATING_ACTIONS and int(response[0]) < 300:
-            with lock:
-                log.executed[name] += 1
-        return response
+                return THROTTLING_CODES[request.service]
+        return None
 
-    BaseResponse.call_action = call_action  # type: ignore[method-assign]
-    try:
+    def ran(request: injection.Request, status: int) -> None:
+        if request.access_key not in exempt_keys and request.action in MUTATING_ACTIONS and status < 300:
+            with lock:
+                log.executed[f"{request.service}:{request.action}"] += 1
+
+    with injection.requests_intercepted(services, answer, ran):
         yield log
-    finally:
-        BaseResponse.call_action = original  # type: ignore[method-assign]
 
 
 def from_lambda(user_agent: str) -> bool:
@@ -226,31 +194,14 @@ def watch_key_changes(emulator: Emulator,
     `observe(user, key_id, change)` runs at that very moment (before the change is applied), e.g. to look at
     what every server holds; its return value is kept with the change.
     """
-    backend_class = type(emulator.backend("iam"))
-    original_update = backend_class.update_access_key
-    original_delete = backend_class.delete_access_key
     changes: list[KeyChange] = []
 
     def record(user: str, key_id: str, change: str) -> None:
         seen = observe(user, key_id, change) if observe else None
         changes.append(KeyChange(user, key_id, change, datetime.datetime.now(datetime.UTC), seen))
 
-    def update_access_key(self: Any, user_name: str, access_key_id: str, status: str | None = None) -> Any:
-        if status:
-            record(user_name, access_key_id, status)
-        return original_update(self, user_name, access_key_id, status)
-
-    def delete_access_key(self: Any, access_key_id: str, user_name: str) -> Any:
-        record(user_name, access_key_id, "deleted")
-        return original_delete(self, access_key_id, user_name)
-
-    backend_class.update_access_key = update_access_key
-    backend_class.delete_access_key = delete_access_key
-    try:
+    with injection.key_changes_observed(record):
         yield changes
-    finally:
-        backend_class.update_access_key = original_update
-        backend_class.delete_access_key = original_delete
 
 
 # ------------------------------------------------------------------------------------------ time
@@ -259,19 +210,8 @@ def watch_key_changes(emulator: Emulator,
 @contextlib.contextmanager
 def scaled_waits(factor: float) -> Iterator[None]:
     """Step Functions Wait states sleep `factor` times their seconds (the executions' waits are unchanged)."""
-    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
-
-    original = WaitFunction._wait_interval
-
-    def wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
-        if wait_seconds > 0:
-            env.program_state_event.wait(wait_seconds * factor)
-
-    WaitFunction._wait_interval = wait_interval  # type: ignore[method-assign]
-    try:
+    with injection.waits_scaled(factor):
         yield
-    finally:
-        WaitFunction._wait_interval = original  # type: ignore[method-assign]
 
 
 # ------------------------------------------------------------------------------------------ usage
@@ -281,15 +221,8 @@ def key_used_by(emulator: Emulator, user: str, key_id: str, *, service: str, reg
                 after_seconds: float = 0.0) -> None:
     """Someone used the key: GetAccessKeyLastUsed reports `service` in `region`, `after_seconds` from now
     (IAM records a use late, once per 15 minutes: a consumer that keeps using a key shows up later)."""
-    from moto.core.utils import utcnow
-    from moto.iam.models import AccessKeyLastUsed
-
-    when = utcnow() + datetime.timedelta(seconds=after_seconds)
-    for key in emulator.backend("iam").get_user(user).access_keys:
-        if key.access_key_id == key_id:
-            key.last_used = AccessKeyLastUsed(timestamp=when, service=service, region=region)
-            return
-    raise KeyError(key_id)
+    injection.record_key_use(emulator.backend("iam"), user, key_id, service=service, region=region,
+                             after_seconds=after_seconds)
 
 
 # ---------------------------------------------------------------------------------- IAM enforcement
@@ -305,36 +238,5 @@ def enforce_iam() -> Iterator[None]:
     active, only callers with real credentials of the emulator's IAM get through: the harness's own clients
     are refused, so keep the block short and make no other calls inside it.
     """
-    from moto.core.authorization import enable_iam_authentication
-    from moto.iam.responses import IamResponse
-    from moto.secretsmanager.responses import SecretsManagerResponse
-
-    if "_determine_resource" in vars(SecretsManagerResponse):
-        raise patches.PatchError("moto now resolves Secrets Manager resources itself: drop enforce_iam's")
-    original_iam = IamResponse._determine_resource
-
-    def iam_resource(self: Any) -> str:
-        names = self.data.get("UserName") if isinstance(self.data, dict) else None
-        if names:
-            name = names[0] if isinstance(names, list) else names
-            try:
-                return str(self.backend.get_user(name).arn)
-            except Exception:  # unknown user: the ARN it would have on the root path
-                return f"arn:aws:iam::{self.current_account}:user/{name}"
-        return str(original_iam(self))
-
-    def secret_resource(self: Any) -> str:
-        secret_id = self._get_param("SecretId")
-        if not secret_id:
-            return "*"
-        secret = self.backend.secrets.get(secret_id)
-        return str(secret.arn) if secret is not None else str(secret_id)
-
-    IamResponse._determine_resource = iam_resource  # type: ignore[method-assign]
-    SecretsManagerResponse._determine_resource = secret_resource  # type: ignore[attr-defined]
-    try:
-        with enable_iam_authentication():
-            yield
-    finally:
-        IamResponse._determine_resource = original_iam  # type: ignore[method-assign]
-        del SecretsManagerResponse._determine_resource  # type: ignore[attr-defined]
+    with injection.iam_enforced():
+        yield

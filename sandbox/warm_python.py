@@ -803,51 +803,21 @@ def _exit(status: int, main: Any, interrupted: bool = False) -> NoReturn:
 
 
 def _share_botocore_caches() -> None:
-    """Process-level caches (this process only), for what every new botocore Session/Loader redoes.
+    """Process-level botocore caches (sandbox/moto/botocore_caches.py), applied through the sandbox's patch
+    registry: a botocore other than the pinned one fails the warm-up, and the servers run the real python3.
 
-    - a Loader's parsed JSON (models, endpoints, partitions): shared by every Loader whose *existing* search
-      paths are the same (a missing directory contributes nothing to what a Loader finds);
-    - an EventAliaser's event-name translations (the default aliases): shared;
-    - `accepts_kwargs(handler)` (inspect.getfullargspec, ≈ 250 calls per Session): memoized per function.
-    All three are pure functions of their keys; botocore already shares the first two within one Session.
+    The sandbox's modules are imported from the checkout and forgotten again: the programs the children run
+    find neither them nor the checkout on their path, as under a cold interpreter.
     """
-    import types
-
-    from botocore import compat, hooks, loaders
-
-    caches: dict[tuple[Any, ...], dict[Any, Any]] = {}
-    loader_init = loaders.Loader.__init__
-
-    def shared_loader_init(self: Any, *args: Any, **kwargs: Any) -> None:
-        loader_init(self, *args, **kwargs)
-        if type(self) is loaders.Loader and type(self.file_loader) is loaders.JSONFileLoader:
-            key = (tuple(p for p in self._search_paths if os.path.isdir(p)), tuple(self._extras_types))
-            self._cache = caches.setdefault(key, {})
-
-    loaders.Loader.__init__ = shared_loader_init  # type: ignore[method-assign]
-
-    aliases: dict[str, str] = {}
-    aliaser_init = hooks.EventAliaser.__init__
-
-    def shared_aliaser_init(self: Any, event_emitter: Any, event_aliases: Any = None) -> None:
-        aliaser_init(self, event_emitter, event_aliases)
-        if event_aliases is None:
-            self._alias_name_cache = aliases
-
-    hooks.EventAliaser.__init__ = shared_aliaser_init  # type: ignore[method-assign]
-
-    accepts: dict[Any, Any] = {}
-    original_accepts = compat.accepts_kwargs
-
-    def accepts_kwargs(func: Any) -> Any:
-        if isinstance(func, types.MethodType | types.FunctionType):
-            key = getattr(func, "__func__", func)
-            if key not in accepts:
-                accepts[key] = original_accepts(func)
-            return accepts[key]
-        return original_accepts(func)
-
-    hooks.accepts_kwargs = accepts_kwargs
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, root)
+    try:
+        from sandbox.moto import botocore_caches, registry
+    finally:
+        sys.path.remove(root)
+        for name in [n for n in sys.modules if n == "sandbox" or n.startswith("sandbox.")]:
+            del sys.modules[name]
+    registry.apply(botocore_caches.patches())
 
 
 class _FakeAws:

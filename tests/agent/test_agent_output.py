@@ -1,7 +1,7 @@
 """The result line survives the SSM Agent's truncation of the command output (issue 12 item 6).
 
 ListCommandInvocations reports 2,500 characters of a plugin's stdout and stderr together; when both are long
-the SSM Agent keeps only the first ~1,200 of each (sandbox/patches.py `_plugin_output` reproduces its
+the SSM Agent keeps only the first ~1,200 of each (sandbox/moto/run_command.py `_plugin_output` reproduces its
 TruncateOutput). The agent's stdout is its result line alone, at most 1,000 characters, so a noisy reload hook
 and the longest paths the document admits still leave the engine a whole line to read.
 """
@@ -27,7 +27,7 @@ from agent_support import (
 from agent_support import run_linux_step as run_step
 from rotation import fleet
 
-from sandbox.patches import PLUGIN_OUTPUT_LIMIT, _plugin_output
+from sandbox.moto.run_command import PLUGIN_OUTPUT_LIMIT, _plugin_output
 from ssm_documents.render import render_document
 
 INSTANCE = "mi-0123456789abcdef0"

@@ -33,7 +33,7 @@ def test_the_scheduled_run_of_150_due_users_as_the_definition_records_it(templat
 
 
 def test_a_scheduled_machine_that_waits_for_its_rotations_is_flagged(template: dict[str, Any]) -> None:
-    from infra.asl import state_machines
+    from sandbox.asl import state_machines
 
     (definition,) = [d for lid, d in state_machines(copy.deepcopy(template)).items()
                      if lid.startswith("WorkflowsScheduled")]

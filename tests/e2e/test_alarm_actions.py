@@ -1,5 +1,5 @@
 """Alarms reach the operators: in the sandbox CloudWatch runs an alarm's SNS action only as AWS would
-authorize it (sandbox/alarms.py evaluates the deployed topic policy and the topic's KMS key policy)."""
+authorize it (sandbox/moto/alarms.py evaluates the deployed topic policy and the topic's KMS key policy)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from sandbox import alarms, deploy
+from sandbox import deploy
 from sandbox.demo import Sandbox
 from sandbox.deploy import Assembly
 from sandbox.emulator import Emulator
+from sandbox.moto import alarms
 
 
 def _alarm(emulator: Emulator, name: str) -> Any:

@@ -207,14 +207,14 @@ def test_the_routed_stream_survives_copies_and_never_nests() -> None:
     import copy
     import sys
 
-    from sandbox import patches
+    from sandbox.moto import lambda_runtime
 
     # GIVEN the stand-in the sandbox puts in sys.stdout while a Lambda runs
-    routed = patches._RoutedStream(io.StringIO())
+    routed = lambda_runtime._RoutedStream(io.StringIO())
     # WHEN code running in the Lambda copies an object that holds it (a logger's handler, a config)
     # THEN the copy is the stream itself, not a half-built object that recursed until RecursionError
     assert copy.copy(routed) is routed and copy.deepcopy({"stream": routed})["stream"] is routed
-    bare = patches._RoutedStream.__new__(patches._RoutedStream)
+    bare = lambda_runtime._RoutedStream.__new__(lambda_runtime._RoutedStream)
     assert not hasattr(bare, "getvalue")  # an AttributeError, not a RecursionError
     # AND output still reaches its destination
     routed.write("hello\n")
@@ -222,13 +222,13 @@ def test_the_routed_stream_survives_copies_and_never_nests() -> None:
     # WHEN Lambdas run one after another
     saved, saved_err = sys.stdout, sys.stderr
     try:
-        with patches._captured_output([], None):
+        with lambda_runtime._captured_output([], None):
             first = sys.stdout
-        with patches._captured_output([], None):
+        with lambda_runtime._captured_output([], None):
             second = sys.stdout
         # THEN sys.stdout is replaced once and left in place: a thread printing meanwhile holds it as a
         # borrowed reference, which must never be freed under it (CPython 3.11's print)
-        assert isinstance(first, patches._RoutedStream) and second is first and sys.stdout is first
-        assert first in patches._ROUTED and first.__dict__["_default"] is saved
+        assert isinstance(first, lambda_runtime._RoutedStream) and second is first and sys.stdout is first
+        assert first in lambda_runtime._ROUTED and first.__dict__["_default"] is saved
     finally:
         sys.stdout, sys.stderr = saved, saved_err

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from sandbox import deploy, invariants, patches
+from sandbox import deploy, invariants
 from sandbox.demo import Report, Sandbox, Scenario
+from sandbox.moto import lambda_runtime
 
 pytestmark = pytest.mark.slow  # real agents on simulated servers: seconds per test
 
@@ -198,7 +199,7 @@ def test_two_scheduled_runs_at_once_rotate_every_due_user_exactly_once(
 def test_crash_mid_rotation_then_a_new_execution_resumes(make_sandbox: Callable[..., Sandbox]) -> None:
     sandbox = make_sandbox(users=1, servers=2)
     # GIVEN promote's Lambda dies right after promoting the new key (Step Functions sees a failure)
-    with patches.inject_lambda_crash("promote", phase="after") as crashed:
+    with lambda_runtime.inject_lambda_crash("promote", phase="after") as crashed:
         first = _run(sandbox, "svc-web")
     assert crashed and first.users[0].status == "FAILED"
     created = first.users[0].new_key_id

@@ -9,9 +9,9 @@ import botocore.config
 import pytest
 from botocore.exceptions import ClientError
 
-from sandbox import patches
 from sandbox.emulator import Emulator, wait_for
 from sandbox.fleet import Fleet
+from sandbox.moto import run_command
 
 DOCUMENT = {
     "schemaVersion": "2.2",
@@ -178,23 +178,23 @@ def test_output_limits_match_aws(emulator: Emulator, fleet: Fleet) -> None:
     ids = _setup(emulator, fleet, count=1)
     command_id = _send(emulator, ids, Repeat=["30000"])
     [invocation] = _finished(emulator, command_id)
-    assert len(invocation["CommandPlugins"][0]["Output"]) == patches.PLUGIN_OUTPUT_LIMIT
+    assert len(invocation["CommandPlugins"][0]["Output"]) == run_command.PLUGIN_OUTPUT_LIMIT
     full = emulator.client("ssm").get_command_invocation(CommandId=command_id, InstanceId=ids[0])
-    assert len(full["StandardOutputContent"]) == patches.STDOUT_LIMIT
+    assert len(full["StandardOutputContent"]) == run_command.STDOUT_LIMIT
 
 
 def test_plugin_output_is_truncated_like_the_ssm_agent() -> None:
     """The SSM Agent's TruncateOutput: stdout and stderr share 2,500 characters; a short one is kept whole,
     and when both are long each keeps only its head."""
     title = "\n----------ERROR-------\n"
-    assert patches._plugin_output("out\n", "") == "out\n"
-    assert patches._plugin_output("out\n", "err\n") == "out\n" + title + "err\n"
-    short = patches._plugin_output("RESULT\n", "e" * 10_000)
+    assert run_command._plugin_output("out\n", "") == "out\n"
+    assert run_command._plugin_output("out\n", "err\n") == "out\n" + title + "err\n"
+    short = run_command._plugin_output("RESULT\n", "e" * 10_000)
     assert short.startswith("RESULT\n" + title + "eee") and short.endswith("\n---Error truncated----")
-    assert len(short) == patches.PLUGIN_OUTPUT_LIMIT
-    both = patches._plugin_output("o" * 10_000, "e" * 10_000)
+    assert len(short) == run_command.PLUGIN_OUTPUT_LIMIT
+    both = run_command._plugin_output("o" * 10_000, "e" * 10_000)
     assert both == "o" * 1215 + "\n---Output truncated---" + title + "e" * 1215 + "\n---Error truncated----"
-    long_out = patches._plugin_output("o" * 10_000, "err")
+    long_out = run_command._plugin_output("o" * 10_000, "err")
     assert long_out.endswith("\n---Output truncated---" + title + "err") and len(long_out) == 2500
 
 

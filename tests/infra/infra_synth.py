@@ -17,8 +17,8 @@ from typing import Any
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 import app as cdk_app  # noqa: E402
-from infra.asl import state_machines  # noqa: E402
 from infra.config import InfraConfig, load_config  # noqa: E402
+from sandbox.asl import state_machines  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = Path(__file__).resolve().with_name("settings.yaml")

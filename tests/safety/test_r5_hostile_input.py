@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
 import agent_support  # noqa: E402
 from safety_harness import Harness
 
-from sandbox.patches import RunRequest, parse_document
+from sandbox.moto.run_command import parse_document
+from sandbox.moto.ssm import RunRequest
 
 CANARY = Path("/tmp") / f"keyrotation-safety-canary-{uuid.uuid4().hex[:8]}"
 OTHER_ACCOUNT = "999999999999"

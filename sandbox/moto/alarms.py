@@ -2,7 +2,7 @@
 actions, as the service principal `cloudwatch.amazonaws.com`, only if the topic's policy and the topic's KMS
 key policy let that principal (sandbox/policy.py evaluates both, conditions included).
 
-moto 5.2.5 records a new alarm state and nothing else. Installed through `sandbox.patches` (the wrapped
+moto 5.2.5 records a new alarm state and nothing else. Installed through `sandbox.moto.install` (the wrapped
 `Alarm.update_state`); every attempt is recorded on the alarm (`actions_of(alarm)`) as CloudWatch's alarm
 history records it: "Successfully executed action …" or "Failed to execute action …" with the reason.
 """

@@ -2,7 +2,8 @@
 
 CDK writes the definition as an `Fn::Join` of JSON text and intrinsic functions (`Ref`, `Fn::GetAtt`).
 `render_definition` joins it, replacing each intrinsic by what `resolve` returns — by default a realistic
-ARN or name in a fixed placeholder account — so asl-validator (tests) or an emulator (sandbox) can read it.
+ARN or name in a fixed placeholder account — so asl-validator (tests/infra) or a walk of the machine
+(bench/throughput.py) can read it. Not part of the CDK app: nothing under infra/ uses it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Measure what one stack holds: resources, outputs and template bytes of the real synthesis, per shape.
 
-    .venv/bin/python -m infra.stack_size                      # the grid of docs/config.md "Limits"
-    .venv/bin/python -m infra.stack_size --users 2000 --groups 200
+    .venv/bin/python -m bench.stack_size                      # the grid of docs/config.md "Limits"
+    .venv/bin/python -m bench.stack_size --users 2000 --groups 200
 
 Each cell synthesizes the app as `cdk synth` does (cdk.json's context, cdk-nag, aws-cdk-lib's own template
 validation) with generated settings: `users` users spread evenly over `groups` tag-selected server groups.
