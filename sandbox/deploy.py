@@ -290,7 +290,7 @@ _ORDER = [
     "AWS::SSM::MaintenanceWindow",
     "AWS::SSM::MaintenanceWindowTask",
     "AWS::SNS::TopicPolicy",
-    "AWS::CloudWatch::Alarm",  # its actions run as the topic's and key's policies allow (sandbox/moto/alarms.py)
+    "AWS::CloudWatch::Alarm",  # actions run as the topic and key policies allow (sandbox/moto/alarms.py)
     "AWS::IAM::Policy",  # names functions and machines; moto does not enforce IAM anyway
 ]
 

@@ -73,7 +73,7 @@ def instance_id_for(group: str, index: int) -> str:
 
 
 class Fleet:
-    """N simulated managed instances plus their SSM Agent; implements `patches.ManagedInstances`."""
+    """N simulated managed instances plus their SSM Agent; implements `sandbox.moto.ssm.ManagedInstances`."""
 
     def __init__(self, base_dir: Path, endpoint: str, region: str, *, workers: int | None = None,
                  local_users: tuple[str, ...] = ("app",), warm_agents: bool | None = None) -> None:
