@@ -56,11 +56,6 @@ def _cached_client(service: str, environment: tuple[str | None, ...]) -> Any:
     return boto3.client(service, config=RETRIES)  # type: ignore[call-overload]
 
 
-def forget_clients() -> None:
-    """Drop every cached client (tests that replace boto3's transport, e.g. moto's mock, between cases)."""
-    _cached_client.cache_clear()
-
-
 def iam() -> IAMClient:
     client: IAMClient = _client("iam")
     return client
