@@ -48,6 +48,7 @@ class Access:
     reports: tuple[str, ...] = ()  # S3 actions on the reports bucket's audits/ objects (audit)
     list_reports: bool = False  # s3:ListBucket of the reports bucket, audits/ prefix only
     credential_report: bool = False  # iam:GenerateCredentialReport / GetCredentialReport (account-wide)
+    config_rule: bool = False  # config:StartConfigRulesEvaluation, when the settings name a Config rule
 
 
 # The lock is taken, confirmed and released with conditional UpdateItem; read with GetItem.
@@ -84,7 +85,7 @@ STEP_ACCESS: dict[str, Access] = {
         lock=_LOCK,
     ),
     "rollback": Access(iam_keys=(_LIST_KEYS, "iam:UpdateAccessKey"), lock=_LOCK),
-    "notify": Access(publish=True),
+    "notify": Access(publish=True, config_rule=True),
     # The scheduled run: reads keys, skips users whose rotation runs (lock), starts the due ones' rotations.
     # (and tells owners of keys coming due, on the alert topic)
     "select_due": Access(iam_keys=(_LIST_KEYS,), lock=("dynamodb:GetItem",), lock_owner_check=True,
@@ -285,6 +286,12 @@ class RotationSteps(Construct):
                 sid="CredentialReportHasNoResourceType",
                 actions=["iam:GenerateCredentialReport", "iam:GetCredentialReport"], resources=["*"],
             ))
+        if access.config_rule and self._settings.alerts.config_rule:
+            # The rule's ARN holds its generated id (config-rule/config-rule-ab12cd), not its name.
+            statements.append(iam.PolicyStatement(
+                sid="ReevaluateTheKeyAgeRule", actions=["config:StartConfigRulesEvaluation"],
+                resources=[stack.format_arn(service="config", resource="config-rule", resource_name="*")],
+            ))
         if access.publish:
             statements.append(iam.PolicyStatement(
                 sid="AlertTopicOnly", actions=["sns:Publish"], resources=[self._topic.topic_arn]
@@ -332,6 +339,14 @@ class RotationSteps(Construct):
                 resource_finding(Stack.of(self), self._reports.objects_arn()),
                 "The audit writes (and audit_report reads) its report objects under audits/ of the stack's "
                 "own reports bucket; each run's objects are named after the execution.",
+            )
+        if access.config_rule and self._settings.alerts.config_rule:
+            acknowledge(
+                policy,
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:config:<AWS::Region>:<AWS::AccountId>:"
+                "config-rule/*]",
+                "A Config rule's ARN carries its generated id, not the name the settings give; the action "
+                "only asks Config to evaluate a rule again.",
             )
         if access.credential_report:
             acknowledge(

@@ -80,6 +80,10 @@ def s3() -> Any:
     return _client("s3")
 
 
+def config() -> Any:
+    return _client("config")
+
+
 def sns() -> SNSClient:
     client: SNSClient = _client("sns")
     return client

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rotation.errors import InvalidRequest, RotationError
-from rotation.notify import publish, summary
+from rotation.notify import publish, reevaluate, summary
 
 from handlers import _clients
 from handlers._common import step_handler
@@ -26,9 +26,19 @@ def run(event: Any) -> dict[str, Any]:
     user = str(rotation.get("user") or raw_input.get("user") or "unknown")
     env = load_env("TOPIC_ARN")
     subject, message = summary(rotation, user=user, error=error)
+    rule = _config_rule(env)
+    if rule and not error and rotation.get("outcome") == "rotated":
+        message += "\n" + reevaluate(_clients.config(), rule)
     owner = _owner_of(env, user)
     message_id = publish(_clients.sns(), env.topic_arn, subject, message, owner=owner)
     return {**rotation, "notification": {"message_id": message_id, "subject": subject}}
+
+
+def _config_rule(env: Env) -> str | None:
+    try:
+        return env.settings().alerts.config_rule
+    except RotationError:
+        return None
 
 
 def _owner_of(env: Env, user: str) -> str | None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
+
+from rotation.keys import error_code
+
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
 
@@ -63,3 +67,16 @@ def publish(sns: SNSClient, topic_arn: str, subject: str, message: str, *, owner
         return sns.publish(TopicArn=topic_arn, Subject=subject, Message=message)["MessageId"]
     return sns.publish(TopicArn=topic_arn, Subject=subject, Message=message,
                        MessageAttributes={"owner": {"DataType": "String", "StringValue": owner}})["MessageId"]
+
+
+def reevaluate(config: Any, rule: str) -> str:
+    """Ask AWS Config to evaluate `rule` again now that the old key is gone; a note for the operator.
+
+    Config otherwise re-evaluates on its own schedule (the managed rule access-keys-rotated: every 24 h at
+    best), so a Security Hub IAM.3 finding would stay open a day after the rotation fixed it. A failure is
+    reported, never raised: the rotation itself succeeded."""
+    try:
+        config.start_config_rules_evaluation(ConfigRuleNames=[rule])
+    except ClientError as exc:
+        return f"Compliance: could not ask AWS Config to re-evaluate {rule}: {error_code(exc)}"
+    return f"Compliance: asked AWS Config to re-evaluate {rule}"

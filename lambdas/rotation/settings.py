@@ -56,6 +56,7 @@ CREDENTIALS_FILE_PATTERN = r"^(/\.?[A-Za-z0-9_@+-][A-Za-z0-9._@+-]{0,59}){1,16}$
 PROFILE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 # A file name in the agent's hooks directory; starts with a letter or digit (no `.`/`..` escapes).
 RELOAD_HOOK_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+CONFIG_RULE_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 # Portable POSIX user name.
 FILE_OWNER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$"
 INSTANCE_ID_PATTERN = r"^(mi-[0-9a-f]{17}|i-[0-9a-f]{8,17})$"
@@ -141,6 +142,9 @@ class Schedule:
 @dataclass(frozen=True)
 class Alerts:
     email: str | None
+    # An AWS Config rule that judges key age (the managed rule access-keys-rotated, under the name it was
+    # deployed with): after a rotation deletes an old key, notify asks Config to evaluate it again.
+    config_rule: str | None = None
 
 
 @dataclass(frozen=True)
@@ -224,7 +228,8 @@ class Settings:
                 "overdue_alarm_days": self.schedule.overdue_alarm_days,
                 "notice_days": self.schedule.notice_days,
             },
-            "alerts": {"email": self.alerts.email},
+            "alerts": {"email": self.alerts.email,
+                       **({"config_rule": self.alerts.config_rule} if self.alerts.config_rule else {})},
             "server_groups": [_group_to_dict(group) for group in self.server_groups],
             "users": [
                 {
@@ -370,11 +375,15 @@ def _schedule(data: Any, path: str) -> Schedule:
 
 def _alerts(data: Any, path: str) -> Alerts:
     raw = _mapping(data, path)
-    _only(raw, path, required=set(), optional={"email"})
+    _only(raw, path, required=set(), optional={"email", "config_rule"})
     email = raw.get("email")
     if email is not None:
         email = _string(email, f"{path}.email", EMAIL_PATTERN, "an e-mail address or null")
-    return Alerts(email=email)
+    rule = raw.get("config_rule")
+    if rule is not None:
+        rule = _string(rule, f"{path}.config_rule", CONFIG_RULE_PATTERN,
+                       "an AWS Config rule name ([A-Za-z0-9_-]{1,128}), e.g. access-keys-rotated")
+    return Alerts(email=email, config_rule=rule)
 
 
 def _server_group(data: Any, path: str) -> ServerGroup:

@@ -215,3 +215,11 @@ def test_lock_owner_checks_only_read_rotation_executions(synth: Synth) -> None:
     assert all(
         machine in resource and ":execution:" in resource for g in describe for resource in g.resources
     )
+
+
+def test_notify_may_ask_config_to_reevaluate_only_when_the_settings_name_a_rule(synth: Synth) -> None:
+    roles = step_roles(synth.template)
+    allowed = [g for g in grants(synth.template) if "config:StartConfigRulesEvaluation" in g.actions]
+    assert [g.role for g in allowed] == [roles["notify"]]
+    rules = "arn:${AWS::Partition}:config:${AWS::Region}:${AWS::AccountId}:config-rule/*"
+    assert allowed[0].resources == (rules,)

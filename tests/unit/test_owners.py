@@ -60,3 +60,57 @@ def test_no_notice_when_notices_are_off_or_the_key_is_far_from_due(world: World,
     _with_owner(world, notice_days=3)
     handler("select_due")({"cursor": 0, "totals": {"checked": 0}})
     assert world.messages_with_owner() == []
+
+
+class FakeConfig:
+    def __init__(self, error: str | None = None) -> None:
+        self.asked: list[list[str]] = []
+        self.error = error
+
+    def start_config_rules_evaluation(self, *, ConfigRuleNames: list[str]) -> dict[str, object]:  # noqa: N803
+        from botocore.exceptions import ClientError
+
+        self.asked.append(ConfigRuleNames)
+        if self.error:
+            raise ClientError({"Error": {"Code": self.error, "Message": "no"}}, "StartConfigRulesEvaluation")
+        return {}
+
+
+def _with_config_rule(world: World) -> None:
+    data = settings_dict()
+    data["alerts"]["config_rule"] = "access-keys-rotated"
+    world.write_settings(data)
+
+
+@pytest.mark.parametrize(("error", "note"), [
+    (None, "Compliance: asked AWS Config to re-evaluate access-keys-rotated"),
+    ("NoSuchConfigRuleException",
+     "Compliance: could not ask AWS Config to re-evaluate access-keys-rotated: NoSuchConfigRuleException"),
+])
+def test_after_a_rotation_aws_config_is_asked_to_reevaluate_the_key_age_rule(
+    world: World, monkeypatch: pytest.MonkeyPatch, error: str | None, note: str
+) -> None:
+    from handlers import _clients
+
+    # GIVEN the account's Config rule access-keys-rotated is named in the settings
+    _with_config_rule(world)
+    config = FakeConfig(error)
+    monkeypatch.setattr(_clients, "config", lambda: config)
+    # WHEN a rotation deletes the old key THEN notify asks Config to evaluate the rule again (a failure to
+    # ask is reported, the rotation still succeeded)
+    run = drive(world)
+    assert run.error is None, run.error
+    assert config.asked == [["access-keys-rotated"]]
+    ((message, _),) = world.messages_with_owner()
+    assert note in message
+
+
+def test_a_failed_rotation_does_not_ask_config(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from handlers import _clients
+
+    _with_config_rule(world)
+    config = FakeConfig()
+    monkeypatch.setattr(_clients, "config", lambda: config)
+    sorted(world.ssm.servers.values(), key=lambda s: s.instance_id)[0].behaviour = "fail"
+    run = drive(world)
+    assert run.error is not None and config.asked == []

@@ -325,3 +325,12 @@ def test_a_bad_owner_is_refused_naming_the_field(owner: str) -> None:
     data["users"][0]["owner"] = owner
     with pytest.raises(InvalidSettings, match=r"users\[0\]\.owner: .*(e-mail address or an https)"):
         load_settings(data)
+
+
+def test_a_config_rule_name_is_checked() -> None:
+    data = valid()
+    data["alerts"] = {"email": None, "config_rule": "access-keys-rotated"}
+    assert load_settings(data).alerts.config_rule == "access-keys-rotated"
+    data["alerts"]["config_rule"] = "access keys rotated"
+    with pytest.raises(InvalidSettings, match=r"alerts\.config_rule: .* is not an AWS Config rule name"):
+        load_settings(data)
