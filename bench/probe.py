@@ -268,16 +268,20 @@ def _experiment(name: str) -> Iterator[None]:
 
 
 def _wait_until_done(sandbox: Any, deadline: float) -> None:
-    """Until every execution has ended: DescribeExecution only (a 1,000-server history is megabytes)."""
+    """Until every execution has ended: DescribeExecution only (a 1,000-server history is megabytes).
+
+    A scheduled run ends as soon as it has started the rotations (it never waits for them): the rotations
+    it started are waited for too."""
     sfn = sandbox.emulator.client("stepfunctions")
     while True:
         if sandbox.scenario.scheduled:
+            machines = (sandbox.deployment.scheduled_machine, sandbox.deployment.rotation_machine)
             running = [
                 e
-                for e in sfn.list_executions(stateMachineArn=sandbox.deployment.scheduled_machine)[
-                    "executions"
-                ]
-                if e["status"] == "RUNNING"
+                for machine in machines
+                for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine,
+                                                                          statusFilter="RUNNING")
+                for e in page["executions"]
             ]
         else:
             running = [
