@@ -17,6 +17,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
+from rotation.flow import RESUME_TARGETS
 from rotation.settings import Settings
 
 from infra.nag import acknowledge, resource_finding
@@ -41,18 +42,6 @@ TRANSIENT_LAMBDA_ERRORS = (
 VERIFY_BUDGET_SECONDS = 120
 VERIFY_BACKOFF = 2.0
 
-# `resume_from` values (docs/design.md §2) and the state each resumes at. check_usage resumes at the
-# observation Wait before it: last-used data right after a cut-over is not yet trustworthy.
-RESUME_TARGETS = {
-    "create_key": "create_key",
-    "verify_key": "verify_key",
-    "promote": "promote",
-    "distribute": "distribute",
-    "check_usage": "wait_observe",
-    "deactivate": "deactivate",
-    "delete": "delete",
-    "done": "notify",
-}
 
 
 def verify_attempts(interval_seconds: int, budget_seconds: int = VERIFY_BUDGET_SECONDS) -> int:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal, cast
 
 from rotation.errors import InvalidRequest, InvalidSettings
+from rotation.flow import RESUME_POINTS
 from rotation.settings import (
     INSTANCE_ID_PATTERN,
     SECRET_ID_PATTERN,
@@ -26,16 +27,6 @@ Mode = Literal["standard", "emergency", "dry_run"]
 MODES: tuple[Mode, ...] = ("standard", "emergency", "dry_run")
 Action = Literal["rotate", "verify"]
 ACTIONS: tuple[Action, ...] = ("rotate", "verify")
-RESUME_POINTS = (
-    "create_key",
-    "verify_key",
-    "promote",
-    "distribute",
-    "check_usage",
-    "deactivate",
-    "delete",
-    "done",
-)
 CLASSIFICATIONS = ("fresh", "resumable", "adopt", "orphan", "blocked")
 
 ACCESS_KEY_ID_PATTERN = r"^[A-Z0-9]{16,128}$"

@@ -184,3 +184,16 @@ def test_a_rotation_missing_a_branch_field_fails_safely(synth: Synth, field: str
     result = run(synth, FakeEngine(drop=field))
     assert result.tasks == ["prepare", "rollback", "notify"]
     assert result.status == "FAILED"
+
+
+@pytest.mark.parametrize("mode", ["standard", "emergency"])
+def test_the_machine_runs_exactly_the_flow_table_of_each_mode(synth: Synth, mode: str) -> None:
+    from rotation import flow
+
+    # GIVEN servers that confirm on the first poll WHEN a rotation of `mode` runs
+    result = run(synth, FakeEngine(mode=mode, polls_until_done=1))
+    # THEN its steps are prepare, the mode's row of rotation/flow.py (the unit harness drives the same
+    # rows), then notify
+    expected = flow.STANDARD if mode == "standard" else flow.EMERGENCY
+    assert tuple(result.tasks) == ("prepare", *expected, "notify")
+    assert result.status == "SUCCEEDED"

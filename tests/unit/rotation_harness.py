@@ -21,6 +21,7 @@ import pytest
 from botocore.exceptions import ClientError
 from handlers import STEPS
 from moto import mock_aws
+from rotation import flow
 
 MANAGED_PATH = "/keyrotation/"
 REGION = "us-east-1"
@@ -537,27 +538,7 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
 # --------------------------------------------------------------------------------------------------
 # Driving a rotation the way the state machine does.
 
-STANDARD = (
-    "create_key",
-    "verify_key",
-    "promote",
-    "distribute",
-    "check_distribution",
-    "check_usage",
-    "deactivate",
-    "distribute",
-    "check_distribution",
-    "delete",
-)
-EMERGENCY = (
-    "create_key",
-    "verify_key",
-    "promote",
-    "deactivate",
-    "distribute",
-    "check_distribution",
-    "delete",
-)
+STANDARD, EMERGENCY = flow.STANDARD, flow.EMERGENCY  # the machine's orders (rotation/flow.py)
 
 
 def handler(step: str) -> Callable[..., Any]:
