@@ -107,18 +107,11 @@ def test_prepare_gets_the_execution_input_and_id_and_other_steps_the_whole_state
 
 
 def test_emergency_deactivates_before_distribution_and_deletes_once_the_fleet_confirms(synth: Synth) -> None:
+    from rotation import flow
+
     result = run(synth, FakeEngine(mode="emergency"))
-    assert result.tasks == [
-        "prepare",
-        "create_key",
-        "verify_key",
-        "promote",
-        "deactivate",
-        "distribute",
-        "check_distribution",
-        "delete",
-        "notify",
-    ]
+    assert result.tasks == ["prepare", *flow.EMERGENCY, "notify"]
+    assert flow.EMERGENCY.index("deactivate") < flow.EMERGENCY.index("distribute")
     assert "wait_observe" not in result.visited and "wait_grace" not in result.visited
     assert result.status == "SUCCEEDED"
 
