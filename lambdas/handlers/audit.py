@@ -8,6 +8,7 @@ Event: `{"input": <execution input>, "run": <execution name>, "cursor": n}`. The
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -27,8 +28,6 @@ WAIT_SECONDS = 120  # how long a page waits for its servers' answers
 
 
 def _parse(event: Any) -> tuple[str | None, str, int]:
-    import re
-
     if not isinstance(event, Mapping):
         raise InvalidRequest("audit: the event must be an object")
     given = event.get("input")

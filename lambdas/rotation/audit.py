@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from rotation import fleet, secrets
-from rotation.errors import UnknownUser
+from rotation.errors import RotationError, UnknownUser
 from rotation.fleet import Targets, parse_result, resolve_targets
 from rotation.keys import AccessKey, error_code, list_keys
 from rotation.settings import ServerGroup, Settings, User
@@ -67,7 +67,7 @@ def user_facts(iam: IAMClient, sm: SecretsManagerClient, settings: Settings, use
     try:
         state = secrets.read_state(sm, settings.secret_id(user))
         facts["current_key_id"] = state.current.access_key_id if state.current else None
-    except (ClientError, Exception) as exc:  # noqa: BLE001 - a secret the audit cannot read is reported
+    except (ClientError, RotationError) as exc:  # a secret the audit cannot read is reported, not fatal
         facts["current_key_id"] = None
         facts["secret_error"] = type(exc).__name__
     facts["max_key_age_days"] = max_age

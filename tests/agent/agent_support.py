@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.session
 
 from ssm_documents.render import step_script
 
@@ -311,3 +312,13 @@ def shell_injections(prefix: str, canary: object) -> list[str]:
         f"{prefix} && touch {canary}",
         f"{prefix}|touch {canary}",
     ]
+
+
+def botocore_keys(path: Path, profile: str) -> tuple[str, str]:
+    """The (key id, secret) botocore itself reads from `profile` of the credentials file `path`."""
+    session = botocore.session.Session(profile=profile)
+    session.set_config_variable("credentials_file", str(path))
+    session.set_config_variable("config_file", os.devnull)
+    creds = session.get_credentials()
+    assert creds is not None
+    return creds.access_key, creds.secret_key

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import botocore.session
 import pytest
 from agent_support import (
     APP_GID,
@@ -29,6 +28,7 @@ from agent_support import (
     VENV_BIN,
     Identity,
     Server,
+    botocore_keys,
     parse_single_result,
     run_linux_step,
     snapshot,
@@ -157,15 +157,6 @@ def with_candidates_under(document: dict[str, Any], fake_root: Path) -> dict[str
     assert absolute.findall(lines[index]) == ABSOLUTE_CANDIDATES, lines[index]
     lines[index] = absolute.sub(lambda match: str(fake_root) + match.group(0), lines[index])
     return changed
-
-
-def botocore_keys(path: Path, profile: str) -> tuple[str, str]:
-    session = botocore.session.Session(profile=profile)
-    session.set_config_variable("credentials_file", str(path))
-    session.set_config_variable("config_file", os.devnull)
-    creds = session.get_credentials()
-    assert creds is not None
-    return creds.access_key, creds.secret_key
 
 
 def test_every_supported_python_rotates_verifies_and_refuses(

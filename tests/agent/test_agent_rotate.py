@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import stat
 from pathlib import Path
 
-import botocore.session
 import pytest
-from agent_support import APP_GID, APP_UID, VENV_BIN, Identity, Server, write_credentials
+from agent_support import APP_GID, APP_UID, VENV_BIN, Identity, Server, botocore_keys, write_credentials
 
 OTHERS = (
     b"# shared by two daemons\n[other]\naws_access_key_id = AKIAOTHEROTHEROTHER0\naws_secret_access_key = o\n"
 )
-
-
-def botocore_keys(path: Path, profile: str) -> tuple[str, str]:
-    session = botocore.session.Session(profile=profile)
-    session.set_config_variable("credentials_file", str(path))
-    session.set_config_variable("config_file", os.devnull)
-    creds = session.get_credentials()
-    assert creds is not None
-    return creds.access_key, creds.secret_key
 
 
 def test_rotate_writes_the_profile_keeps_attributes_and_backs_up(server: Server, identity: Identity) -> None:
