@@ -104,6 +104,12 @@ STEP_ACCESS: dict[str, Access] = {
 }
 
 
+# Steps that wait on purpose within one call: select_due paces its starts for up to 240 s
+# (rotation/due.py PAGE_SECONDS), audit waits up to 120 s for its servers' answers (handlers/audit.py
+# WAIT_SECONDS), audit_report polls the IAM credential report for up to 40 s. Every other step: 2 minutes.
+STEP_TIMEOUT_SECONDS = {"select_due": 360, "audit": 360, "audit_report": 300}
+
+
 class RotationSteps(Construct):
     """`functions[step]` for every step of `STEPS`, from one asset: `lambdas/` plus `settings.json`."""
 
@@ -165,8 +171,7 @@ class RotationSteps(Construct):
                 role=role,
                 layers=[layer],
                 environment=environment,
-                # select_due paces its starts for up to 240 s a call (rotation/due.py).
-                timeout=Duration.minutes(6 if step == "select_due" else 2),
+                timeout=Duration.seconds(STEP_TIMEOUT_SECONDS.get(step, 120)),
                 memory_size=256,
                 tracing=lambda_.Tracing.ACTIVE,
                 log_group=log_group,

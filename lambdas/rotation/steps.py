@@ -298,6 +298,13 @@ def distribute(
         )
     targets = (*reach.send, *reach.rotate_joined)
     total = len(targets)
+    if total == 0 and action == "rotate":
+        # Every server went offline since prepare (and allow_offline skips them): none would hold the new
+        # key, so nothing may count as confirmed.
+        raise TargetsUnconfirmed(
+            f"no server of group {group.name!r} can receive the new key {new_key_id} now: "
+            f"{name_some(f'{i} ({status})' for i, status in reach.skipped)}; the old key stays as it was"
+        )
     return replace(
         rotation,
         targets=targets,

@@ -321,3 +321,16 @@ def test_each_owner_gets_a_subscription_filtered_to_its_users_and_operators_get_
     assert hook["FilterPolicy"] == {"owner": ["https://chat.example.com/hooks/reports"]}
     # AND the operators' address has no filter: it gets every notice, result and alert
     assert "FilterPolicy" not in subscriptions["ops@example.com"]
+
+
+def test_steps_that_wait_on_purpose_have_the_time_to(synth: Synth) -> None:
+    from handlers.audit import WAIT_SECONDS
+    from rotation.due import PAGE_SECONDS
+
+    timeouts = {f["Properties"]["Handler"].split(".")[1]: f["Properties"]["Timeout"]
+                for f in synth.of_type("AWS::Lambda::Function").values()}
+    # GIVEN production waits (the sandbox's are seconds) THEN each call fits its Lambda with a margin
+    assert timeouts["select_due"] >= PAGE_SECONDS + 60
+    assert timeouts["audit"] >= WAIT_SECONDS + 120  # its IAM reads and SendCommand come on top
+    assert timeouts["audit_report"] >= 40 + 120
+    assert all(t == 120 for s, t in timeouts.items() if s not in ("select_due", "audit", "audit_report"))

@@ -142,3 +142,22 @@ def test_an_ec2_instance_matched_by_a_groups_tag_is_refused_with_what_to_do(worl
     assert "i-0123456789abcdef0 (an EC2 instance matched by the group's tag" in run.error["message"]
     assert "instance_ids group" in run.error["message"]
     assert world.iam_keys() == before and world.ssm.commands == []
+
+
+def test_allow_offline_never_turns_a_fleet_gone_offline_into_a_confirmed_distribution(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN offline servers may be skipped, and every server loses its connection after prepare
+    (old_key,) = world.iam_keys()
+
+    def everyone_offline() -> None:
+        for server in world.ssm.servers.values():
+            server.ping = "ConnectionLost"
+
+    _before_distribution(monkeypatch, 1, everyone_offline)
+    # WHEN the rotation runs THEN it stops before anything counts as confirmed; the old key stays Active
+    run = drive(world, allow_offline=True)
+    assert run.error is not None and run.error["name"] == "TargetsUnconfirmed"
+    assert "no server of group 'web' can receive the new key" in run.error["message"]
+    assert world.iam_keys()[old_key] == "Active" and "deactivate" not in run.ran
+    assert world.ssm.commands == []
