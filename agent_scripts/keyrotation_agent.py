@@ -51,38 +51,20 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
     pwd = None  # type: ignore[assignment]
 
-RESULT_MARKER = "KEYROTATION_RESULT"
-# The result line is the agent's only stdout and is kept this short so that the SSM Agent's truncation of the
-# plugin output (2,500 characters of stdout and stderr together) can never cut it: see result_line().
-RESULT_LINE_LIMIT = 1000
+# The document's parameters, the result line and the exit codes: shipped beside this file (docs/design.md §4).
+from keyrotation_contract import (  # noqa: E402 - after the platform imports
+    EXIT_CODES,
+    PARAMETERS,
+    PATTERNS,
+    RESULT_LINE_LIMIT,
+    format_result,
+)
+
+# The result line is the agent's only stdout (keyrotation_contract: marker, fields, RESULT_LINE_LIMIT).
 SHORTENABLE = ("message", "file", "backup", "caller_arn", "hook")
 # How much of a reload hook's output (stdout and stderr, merged) the agent relays to its own stderr.
 HOOK_OUTPUT_SHOWN = 1000
 
-# The document's allowedPattern values, verbatim (a contract test keeps them equal). Applied with
-# re.fullmatch so that Python's "$ matches before a final newline" cannot differ from Go's RE2.
-PATTERNS = {
-    "SecretId": (
-        r"^(arn:aws[a-z-]{0,16}:secretsmanager:[a-z0-9-]{1,32}:[0-9]{12}:secret:)?"
-        r"[A-Za-z0-9][A-Za-z0-9/_+=.@-]{0,511}$"
-    ),
-    "CredentialsFile": r"^([A-Za-z]:)?([/\\]\.?[A-Za-z0-9_@+-][A-Za-z0-9._@+-]{0,59}){1,16}$",
-    "Profile": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-    "FileOwner": r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$",
-    "ExpectedAccessKeyId": r"^((AKIA|ASIA)[A-Z0-9]{12,124})?$",
-    "ReloadHook": r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,63})?$",
-    "Action": r"^(rotate|verify|audit)$",
-}
-# name -> (command-line flag, default when neither the flag nor SSM_<name> is set)
-PARAMETERS = {
-    "SecretId": ("--secret-id", ""),
-    "CredentialsFile": ("--credentials-file", ""),
-    "Profile": ("--profile", ""),
-    "FileOwner": ("--file-owner", ""),
-    "ExpectedAccessKeyId": ("--expected-access-key-id", ""),
-    "ReloadHook": ("--reload-hook", ""),
-    "Action": ("--action", "rotate"),
-}
 SECRET_KEY_PATTERN = r"^[A-Za-z0-9/+=]{16,256}$"
 
 IS_WINDOWS = os.name == "nt"
@@ -99,29 +81,6 @@ SECRET_KEY = "aws_secret_access_key"
 SESSION_TOKEN = "aws_session_token"
 BACKUP_SUFFIX = ".keyrotation-backup"
 TEMP_INFIX = ".keyrotation-tmp-"
-
-EXIT_CODES = {
-    "internal": 1,
-    "invalid_parameter": 2,
-    "refused_agent_file": 3,
-    "unsafe_path": 3,
-    "unknown_owner": 3,
-    "unparseable_file": 3,
-    "unsupported_file": 3,
-    "no_aws_client": 4,
-    "secret_fetch_failed": 4,
-    "secret_malformed": 4,
-    "stale_secret": 4,
-    "locked": 5,
-    "write_failed": 6,
-    "verification_failed": 7,
-    "key_mismatch": 8,
-    "hook_failed": 9,
-    "restore_failed": 10,
-    "unreadable_by_owner": 11,
-    "attributes_not_kept": 3,
-}
-
 
 class AgentError(Exception):
     """A failure with a result code (see EXIT_CODES); the message never contains a secret."""
@@ -170,17 +129,20 @@ def read_parameters(argv: List[str]) -> Dict[str, str]:
         description="Rotate (or verify) the access key of one profile in a credentials file. Every flag "
         "defaults to the matching SSM_<Name> environment variable, as set by Run Command.",
     )
-    for name, (flag, _default) in PARAMETERS.items():
-        parser.add_argument(flag, dest=name, default=None, help="default: $SSM_" + name)
+    for parameter in PARAMETERS:
+        parser.add_argument(
+            parameter.flag, dest=parameter.name, default=None, help="default: $SSM_" + parameter.name
+        )
     args = parser.parse_args(argv)
     values = {}
-    for name, (_flag, default) in PARAMETERS.items():
-        value = getattr(args, name)
+    for parameter in PARAMETERS:
+        default = parameter.default or ""
+        value = getattr(args, parameter.name)
         if value is None:
-            value = os.environ.get("SSM_" + name)
+            value = os.environ.get("SSM_" + parameter.name)
         if value is None or (value == "" and default):
             value = default
-        values[name] = value
+        values[parameter.name] = value
     return values
 
 
@@ -1408,7 +1370,7 @@ def result_line(result: Dict[str, Any], secrets: List[str]) -> str:
     # Scrub the values before shortening them: a secret cut in half would no longer be recognised.
     shown = {key: scrub(value) if isinstance(value, str) else value for key, value in result.items()}
     while True:
-        line = scrub(RESULT_MARKER + " " + json.dumps(shown, ensure_ascii=True))
+        line = scrub(format_result(shown))
         if len(line) <= RESULT_LINE_LIMIT:
             return line
         # Halve the longest free-text field; status, error, action, profile and the key id are bounded.

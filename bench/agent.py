@@ -206,7 +206,7 @@ def _parts(document: dict[str, Any], env: dict[str, str], repeats: int, workdir:
 
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[0])
-    for path in (str(REPO), str(REPO / "lambdas")):
+    for path in (str(REPO), str(REPO / "lambdas"), str(REPO / "agent_scripts")):
         if path not in sys.path:
             sys.path.insert(0, path)
     with tempfile.TemporaryDirectory(prefix="keyrotation-bench-agent-") as tmp:

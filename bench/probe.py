@@ -91,7 +91,7 @@ def synthesize(users: int, outdir: Path) -> dict[str, Any]:
     path = deploy.write_settings(outdir / "settings.yaml", settings)
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     os.environ.setdefault("CDK_DISABLE_VERSION_CHECK", "1")
-    for entry in (str(REPO), str(REPO / "lambdas")):
+    for entry in (str(REPO), str(REPO / "lambdas"), str(REPO / "agent_scripts")):
         if entry not in sys.path:
             sys.path.insert(0, entry)
     import app as cdk_app  # the repository's app.py
@@ -415,7 +415,7 @@ def _json(text: str | None) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     spec = Spec(**json.loads(argv[0]))
-    for path in (str(REPO), str(REPO / "lambdas")):
+    for path in (str(REPO), str(REPO / "lambdas"), str(REPO / "agent_scripts")):
         if path not in sys.path:
             sys.path.insert(0, path)
     with tempfile.TemporaryDirectory(prefix="keyrotation-bench-") as tmp:

@@ -57,7 +57,7 @@ def shaped_settings(users: int, groups: int, *, long_names: bool = False) -> dic
 
 def measure(users: int, groups: int, workdir: Path, *, long_names: bool = False) -> Size:
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-    for entry in (str(ROOT), str(ROOT / "lambdas")):
+    for entry in (str(ROOT), str(ROOT / "lambdas"), str(ROOT / "agent_scripts")):
         if entry not in sys.path:
             sys.path.insert(0, entry)
     import app as cdk_app

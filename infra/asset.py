@@ -1,4 +1,4 @@
-"""The Lambda asset: the `lambdas/` tree plus the validated settings as `settings.json` at its root."""
+"""The Lambda asset: the `lambdas/` tree, the agent contract and the validated settings (`settings.json`)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from pathlib import Path
 from infra.config import InfraConfig
 from infra.constructs.steps import SETTINGS_FILE
 
+# The engine's half of the contract with the agent: the same file the document ships to the servers.
+CONTRACT_PATH = Path(__file__).resolve().parent.parent / "agent_scripts" / "keyrotation_contract.py"
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", SETTINGS_FILE)
 
 
 def stage_lambda_asset(config: InfraConfig, lambdas_dir: Path) -> Path:
-    """Copy `lambdas_dir` into a fresh directory and add `settings.json`; the directory goes at exit.
+    """Copy `lambdas_dir` into a fresh directory, add the contract and `settings.json`; it goes at exit.
 
     CDK copies the asset into the cloud assembly (content-hashed) when the function is created, so the
     staging directory is only needed while the app is built. A fresh directory per call keeps parallel synths
@@ -24,6 +26,7 @@ def stage_lambda_asset(config: InfraConfig, lambdas_dir: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix="keyrotation-lambda-"))
     atexit.register(shutil.rmtree, staging, ignore_errors=True)
     shutil.copytree(lambdas_dir, staging, ignore=_IGNORED, dirs_exist_ok=True)
+    shutil.copy2(CONTRACT_PATH, staging / CONTRACT_PATH.name)  # fleet.py imports it (docs/design.md §4)
     (staging / SETTINGS_FILE).write_text(
         json.dumps(config.lambda_settings(), indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )

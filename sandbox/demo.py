@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from keyrotation_contract import parse_result
+
 from sandbox import deploy, invariants
 from sandbox.deploy import Assembly, Deployment
 from sandbox.emulator import Emulator
-from sandbox.fleet import MARKER, Fleet
+from sandbox.fleet import Fleet
 
 # Execution-input waits (docs/design.md §2): nothing to observe or wait for in an emulator; 1 s between polls.
 DEMO_WAITS = {"observe_seconds": 0, "grace_seconds": 0, "poll_seconds": 1, "verify_interval_seconds": 1}
@@ -458,9 +460,4 @@ def _final_state(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _marker(output: str) -> dict[str, Any]:
-    for line in output.splitlines():
-        if line.startswith(MARKER + " "):
-            data = _json(line[len(MARKER) + 1:])
-            if isinstance(data, dict):
-                return data
-    return {}
+    return parse_result(output) or {}

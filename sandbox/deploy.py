@@ -327,7 +327,7 @@ def secret_names(settings: dict[str, Any]) -> dict[str, str]:
 
 
 def _lambdas_on_path() -> None:
-    for path in (str(REPO), str(REPO / "lambdas")):
+    for path in (str(REPO), str(REPO / "lambdas"), str(REPO / "agent_scripts")):
         if path not in sys.path:
             sys.path.insert(0, path)
 

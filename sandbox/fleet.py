@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from keyrotation_contract import RESULT_MARKER
 
 from sandbox.patches import PluginResult, RunRequest, linux_shell_steps
 from sandbox.warm_python import WarmPython, cold_agents_requested
 
 AGENT_VERSION = "3.3.2957.0"  # ≥ 3.3.2746.0: ENV_VAR interpolation
-MARKER = "KEYROTATION_RESULT"  # design.md §5
 WRONG_KEY_ID = "AKIASANDBOXWRONGKEY0"
 _PARAM = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
 
@@ -310,7 +310,7 @@ class Fleet:
     @staticmethod
     def _apply_output_faults(server: Server, stdout: str) -> str:
         if server.faults.no_marker:
-            stdout = "".join(line for line in stdout.splitlines(keepends=True) if MARKER not in line)
+            stdout = "".join(line for line in stdout.splitlines(keepends=True) if RESULT_MARKER not in line)
         if server.faults.wrong_key_id:
             stdout = re.sub(r'("access_key_id":\s*")[A-Z0-9]+(")', rf"\g<1>{WRONG_KEY_ID}\g<2>", stdout)
         return stdout

@@ -903,7 +903,12 @@ def _preload_script(path: str) -> Any:
         source = handle.read()
     module = types.ModuleType("_warm_preload")
     module.__file__ = path
-    exec(_compile(source, path), module.__dict__)  # noqa: S102
+    # Its own modules beside it (the agent's keyrotation_contract), as when it runs: they stay imported.
+    sys.path.insert(0, os.path.dirname(path))
+    try:
+        exec(_compile(source, path), module.__dict__)  # noqa: S102
+    finally:
+        sys.path.remove(os.path.dirname(path))
     return module
 
 
@@ -955,7 +960,7 @@ def warm_up(preload: list[str]) -> None:
     for path in preload:
         try:
             module = _preload_script(path)
-            if hasattr(module, "main") and hasattr(module, "RESULT_MARKER"):
+            if hasattr(module, "main") and hasattr(module, "format_result"):  # the agent
                 _rehearse_agent(module)
         except Exception as exc:  # noqa: BLE001 - a preload is an optimization only
             sys.stderr.write(f"warm_python: preload {path} failed: {type(exc).__name__}: {exc}\n")

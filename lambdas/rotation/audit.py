@@ -20,10 +20,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
+from keyrotation_contract import parse_result
 
 from rotation import fleet, secrets
 from rotation.errors import RotationError, UnknownUser
-from rotation.fleet import Targets, parse_result, resolve_targets
+from rotation.fleet import Targets, resolve_targets
 from rotation.keys import AccessKey, error_code, list_keys
 from rotation.settings import ServerGroup, Settings, User
 from rotation.state import DocumentSettings

@@ -7,12 +7,12 @@ agent's result line (`KEYROTATION_RESULT {json}`, docs/design.md §5) with statu
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
+from keyrotation_contract import RESULT_MARKER, command_parameters, parse_result
 
 from rotation.errors import NoTargets, TargetsOffline, TargetsUnsupported
 from rotation.keys import error_code
@@ -22,8 +22,8 @@ from rotation.state import DocumentSettings, Failure
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
 
-RESULT_MARKER = "KEYROTATION_RESULT"
-# The document's Action values: a rotation's two passes, and the read-only audit (rotation/audit.py).
+# The document's Action values (keyrotation_contract.ACTIONS): a rotation's two passes, and the read-only
+# audit (rotation/audit.py).
 DocumentAction = Literal["rotate", "verify", "audit"]
 BATCH_SIZE = 50  # SendCommand accepts at most 50 InstanceIds
 PENDING_STATUSES = frozenset({"Pending", "InProgress", "Delayed"})
@@ -203,15 +203,15 @@ def send(
     comment: str,
 ) -> list[str]:
     """SendCommand in batches of ≤ 50 instance ids. Parameters carry names and ids, never a secret."""
-    parameters: dict[str, list[str]] = {
-        "SecretId": [secret_id],
-        "CredentialsFile": [settings.credentials_file],
-        "Profile": [settings.profile],
-        "FileOwner": [settings.file_owner],
-        "ExpectedAccessKeyId": [key_id],
-        "ReloadHook": [settings.reload_hook or ""],
-        "Action": [action],
-    }
+    parameters = command_parameters({
+        "SecretId": secret_id,
+        "CredentialsFile": settings.credentials_file,
+        "Profile": settings.profile,
+        "FileOwner": settings.file_owner,
+        "ExpectedAccessKeyId": key_id,
+        "ReloadHook": settings.reload_hook or "",
+        "Action": action,
+    })
     command_ids = []
     for batch in _batches(targets):
         response = ssm.send_command(
@@ -320,23 +320,6 @@ def _judge(invocation: dict[str, Any], key_id: str) -> Failure | None:
             f"agent reported key {str(result.get('access_key_id'))[:32]}, expected {key_id}",
         )
     return None
-
-
-def parse_result(output: str) -> dict[str, Any] | None:
-    """The last well-formed result line of an invocation's output, if any."""
-    found = None
-    prefix = RESULT_MARKER + " "
-    for line in output.splitlines():
-        line = line.strip()
-        if not line.startswith(prefix):
-            continue
-        try:
-            data = json.loads(line[len(prefix) :])
-        except ValueError:
-            continue
-        if isinstance(data, dict):
-            found = data
-    return found
 
 
 def _agent_error(result: dict[str, Any]) -> str:

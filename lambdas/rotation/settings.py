@@ -19,6 +19,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from keyrotation_contract import PATTERNS
+
 from rotation.errors import InvalidSettings
 from rotation.names import check_unique_stems
 
@@ -53,12 +55,12 @@ MANAGED_PATH_PATTERN = r"^/([A-Za-z0-9_+=,.@-]+/)*$"
 # Absolute Linux path of ≤ 16 segments of ≤ 60 characters; a segment may start with at most one dot, so `.`,
 # `..` and `..x` are impossible. (The document's pattern also admits Windows drive paths; this is a subset.)
 CREDENTIALS_FILE_PATTERN = r"^(/\.?[A-Za-z0-9_@+-][A-Za-z0-9._@+-]{0,59}){1,16}$"
-PROFILE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+PROFILE_PATTERN = PATTERNS["Profile"]  # the document's own (keyrotation_contract)
 # A file name in the agent's hooks directory; starts with a letter or digit (no `.`/`..` escapes).
 RELOAD_HOOK_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 CONFIG_RULE_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 # Portable POSIX user name.
-FILE_OWNER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$"
+FILE_OWNER_PATTERN = PATTERNS["FileOwner"]
 INSTANCE_ID_PATTERN = r"^(mi-[0-9a-f]{17}|i-[0-9a-f]{8,17})$"
 SERVER_GROUP_PATTERN = r"^[a-z0-9-]{1,32}$"
 # One scheduled execution starts at most this many rotations (docs/config.md "Limits"): its inline Map

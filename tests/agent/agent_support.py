@@ -20,25 +20,17 @@ from typing import Any
 
 import boto3
 import botocore.session
+import keyrotation_contract as contract
 
 from ssm_documents.render import step_script
 
 REPO = Path(__file__).resolve().parents[2]
 AGENT = REPO / "agent_scripts" / "keyrotation_agent.py"
 VENV_BIN = Path(sys.executable).parent
-MARKER = "KEYROTATION_RESULT"
 REGION = "us-east-1"
 APP_UID = 1000
 APP_GID = 1000
-PARAM_FLAGS = {
-    "SecretId": "--secret-id",
-    "CredentialsFile": "--credentials-file",
-    "Profile": "--profile",
-    "FileOwner": "--file-owner",
-    "ExpectedAccessKeyId": "--expected-access-key-id",
-    "ReloadHook": "--reload-hook",
-    "Action": "--action",
-}
+PARAM_FLAGS = {parameter.name: parameter.flag for parameter in contract.PARAMETERS}
 
 
 def running_moto() -> Iterator[str]:
@@ -189,8 +181,11 @@ class Server:
 def parse_single_result(stdout: str, stderr: str = "") -> dict[str, Any]:
     """stdout must be exactly one `KEYROTATION_RESULT {json}` line."""
     lines = stdout.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(MARKER + " "), f"stdout={stdout!r} stderr={stderr[-2000:]}"
-    data: dict[str, Any] = json.loads(lines[0][len(MARKER) + 1 :])
+    assert len(lines) == 1 and lines[0].startswith(contract.RESULT_MARKER + " "), (
+        f"stdout={stdout!r} stderr={stderr[-2000:]}"
+    )
+    data = contract.parse_result(lines[0])
+    assert data is not None, lines[0]
     return data
 
 

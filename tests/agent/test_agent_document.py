@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 import subprocess
+import zipfile
 import zlib
 from pathlib import Path
 from typing import Any
 
+import keyrotation_contract as contract
 import pytest
 import re2
 from agent_support import (
@@ -25,15 +28,7 @@ from agent_support import (
 
 from ssm_documents import render
 
-PARAMETERS = [
-    "SecretId",
-    "CredentialsFile",
-    "Profile",
-    "FileOwner",
-    "ExpectedAccessKeyId",
-    "ReloadHook",
-    "Action",
-]
+PARAMETERS = list(contract.PARAMETER_NAMES)
 
 
 @pytest.fixture(scope="module")
@@ -90,15 +85,23 @@ def test_linux_step_is_posix_sh(document: dict[str, Any], tmp_path: Path) -> Non
         assert bashism not in script.read_text(), bashism
 
 
-def test_agent_is_inlined_verbatim_and_document_fits(document: dict[str, Any]) -> None:
-    assert render.AGENT_PLACEHOLDER not in json.dumps(document)
+def test_agent_and_contract_are_inlined_verbatim_and_document_fits(document: dict[str, Any]) -> None:
+    assert not render.PLACEHOLDER.search(json.dumps(document))
     for step in document["mainSteps"]:
         payloads = [
             m for line in step["inputs"]["runCommand"] for m in re.findall(r"'([A-Za-z0-9+/=]{1000,})'", line)
         ]
         assert len(payloads) == 1
-        assert zlib.decompress(base64.b64decode(payloads[0])) == AGENT.read_bytes()
+        archive = zipfile.ZipFile(io.BytesIO(zlib.decompress(base64.b64decode(payloads[0]))))
+        assert archive.namelist() == ["keyrotation_agent.py", "keyrotation_contract.py"]
+        for name in archive.namelist():
+            assert archive.read(name) == (AGENT.parent / name).read_bytes(), name
     assert len(json.dumps(document).encode()) < render.MAX_DOCUMENT_BYTES
+
+
+def test_the_same_sources_render_the_same_document() -> None:
+    # CloudFormation updates the document (a new version) only when its content changes
+    assert json.dumps(render.render_document()) == json.dumps(render.render_document())
 
 
 def test_render_returns_a_fresh_document_each_time() -> None:
@@ -106,21 +109,6 @@ def test_render_returns_a_fresh_document_each_time() -> None:
     first["parameters"].clear()
     assert list(render.render_document()["parameters"]) == PARAMETERS
     assert list(render.document_parameters()) == PARAMETERS
-
-
-def test_agent_patterns_are_the_document_patterns(document: dict[str, Any]) -> None:
-    agent = _agent_module()
-    assert {name: spec["allowedPattern"] for name, spec in document["parameters"].items()} == agent.PATTERNS
-
-
-def _agent_module() -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("keyrotation_agent_under_test", AGENT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_linux_step_rotates_a_file_end_to_end(

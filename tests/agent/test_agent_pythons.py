@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import keyrotation_contract as contract
 import pytest
 from agent_support import (
     APP_GID,
@@ -285,10 +286,10 @@ def test_no_python_3_6_or_newer_is_reported(
     # WHEN the Linux step runs
     proc = run_linux_step(with_candidates_under(document, tmp_path / "fake-root"), tmp_path / "work", env)
     # THEN it fails with exit 20 and says why; the old python3 was only probed; nothing changed
-    assert proc.returncode == 20, proc.stderr
+    assert proc.returncode == contract.EXIT_CODES["no_python"], proc.stderr
     result = parse_single_result(proc.stdout, proc.stderr)
     assert (result["status"], result["error"]) == ("error", "no_python")
-    assert result["message"] == "no python3 >= 3.6 found on this server"
+    assert result["message"] == contract.LAUNCHER_FAILURES["no_python"][1]
     assert calls(tmp_path / "python3.log") == [PROBE]
     assert snapshot(server.root) == before
 

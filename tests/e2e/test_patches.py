@@ -189,20 +189,6 @@ def test_start_execution_sync_integration_passes_and_returns_aws_names(emulator:
     assert output["output"] == {"user": "u"}
 
 
-def test_fleet_marker_is_the_agents() -> None:
-    import importlib.util
-    from pathlib import Path
-
-    from sandbox.fleet import MARKER
-
-    path = Path(__file__).resolve().parents[2] / "agent_scripts" / "keyrotation_agent.py"
-    spec = importlib.util.spec_from_file_location("keyrotation_agent_for_marker", path)
-    assert spec is not None and spec.loader is not None
-    agent = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(agent)
-    assert agent.RESULT_MARKER == MARKER
-
-
 def test_the_routed_stream_survives_copies_and_never_nests() -> None:
     import copy
     import sys

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import keyrotation_contract as contract
 import pytest
 from botocore.exceptions import ClientError
 
@@ -134,8 +135,6 @@ def test_hostile_execution_inputs_are_rejected_and_change_nothing(
     assert harness.check() == []
 
 
-DOCUMENT_PARAMETERS = ("SecretId", "CredentialsFile", "Profile", "FileOwner", "ExpectedAccessKeyId",
-                       "ReloadHook", "Action")
 # Per parameter: the shell injections on a valid prefix, plus values of its own kind.
 PARAMETER_VALUES: dict[str, list[str]] = {
     "SecretId": [*shell_injections("keyrotation/svc-web"), "../keyrotation/svc-web", "a" * 600],
@@ -166,7 +165,7 @@ def test_hostile_document_parameters_are_rejected_before_anything_runs(
     before = harness.snapshot()
     rejected, accepted = 0, []
     # WHEN SendCommand is called with each hostile value in each parameter
-    for name in DOCUMENT_PARAMETERS:
+    for name in contract.PARAMETER_NAMES:
         for value in PARAMETER_VALUES[name]:
             parameters = {**_valid_parameters(harness), name: [value]}
             try:

@@ -17,6 +17,7 @@ from typing import Any
 
 import boto3
 import botocore.client
+import keyrotation_contract as contract
 import pytest
 from botocore.exceptions import ClientError
 from handlers import STEPS
@@ -161,15 +162,6 @@ def _client_error(code: str, message: str, operation: str) -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": message}}, operation)
 
 
-DOCUMENT_PARAMETERS = {
-    "SecretId",
-    "CredentialsFile",
-    "Profile",
-    "FileOwner",
-    "ExpectedAccessKeyId",
-    "ReloadHook",
-    "Action",
-}
 
 
 ROTATION_MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:keyrotation-rotation"
@@ -264,7 +256,7 @@ class FakeSsm:
     def send_command(self, **kwargs: Any) -> dict[str, Any]:
         assert len(kwargs["InstanceIds"]) <= 50
         assert kwargs["MaxErrors"] == "0"
-        assert set(kwargs["Parameters"]) == DOCUMENT_PARAMETERS, kwargs["Parameters"]
+        assert tuple(kwargs["Parameters"]) == contract.PARAMETER_NAMES, kwargs["Parameters"]
         # AWS refuses the whole call if one node is deregistered or its agent is not running.
         listed = kwargs["InstanceIds"]
         invalid = [i for i in listed if i not in self.servers or self.servers[i].ping != "Online"]
@@ -291,7 +283,7 @@ class FakeSsm:
             return {
                 "Status": "Failed",
                 "StatusDetails": "Failed",
-                "Output": "KEYROTATION_RESULT " + json.dumps(line),
+                "Output": contract.result_line(**line),
             }
         if server.behaviour == "no_marker":
             return {"Status": "Success", "StatusDetails": "Success", "Output": "credentials updated\n"}
@@ -313,7 +305,7 @@ class FakeSsm:
         return {
             "Status": "Success",
             "StatusDetails": "Success",
-            "Output": "fetching secret\nKEYROTATION_RESULT " + json.dumps(line) + "\n",
+            "Output": "fetching secret\n" + contract.result_line(**line) + "\n",
         }
 
     def list_command_invocations(
