@@ -46,7 +46,7 @@ safety: $(STAMP) $(NODE_STAMP)
 	KEYROTATION_SAFETY_SLOW=1 $(VENV)/bin/pytest tests/safety tests/agent/test_agent_atomicity.py -n 2 --dist load $(PYTEST_ARGS)
 
 unit: $(STAMP)
-	$(VENV)/bin/pytest tests/unit tests/agent tests/contracts $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests/unit tests/agent $(PYTEST_ARGS)
 
 synth: $(STAMP) $(NODE_STAMP)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH npx --no-install cdk synth --quiet
