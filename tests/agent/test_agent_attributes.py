@@ -157,6 +157,7 @@ def test_attribute_that_cannot_be_kept_is_refused_before_anything_changes(
         "    return real(target, name, *args, **kwargs)\n"
         "os.setxattr = setxattr\n"
         "sys.argv = sys.argv[1:]\n"
+        "sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))  # as `python3 script` has it\n"
         "runpy.run_path(sys.argv[0], run_name='__main__')\n"
     )
     python = tmp_path / "python"
