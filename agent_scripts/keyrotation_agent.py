@@ -27,6 +27,7 @@ Action ``verify`` checks, writing nothing, that the profile holds ExpectedAccess
 
 Test affordances (docs/design.md section 6 and docs/agent.md): ``KEYROTATION_ROOT`` prefixes every path the
 agent touches; ``AWS_ENDPOINT_URL`` is honoured by botocore and the CLI; the ``KEYROTATION_*`` tunables below.
+Nothing here pauses for tests: the tests that kill the agent mid-write slow its os calls from outside.
 """
 
 import argparse
@@ -105,14 +106,6 @@ def env_float(name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise AgentError("invalid_parameter", "%s must be a number" % name) from None
-
-
-def test_pause(point: str) -> None:
-    """KEYROTATION_TEST_PAUSE_SECONDS: sleep between write steps so tests can kill the agent mid-write."""
-    delay = env_float("KEYROTATION_TEST_PAUSE_SECONDS", 0.0)
-    if delay > 0:
-        log("test pause: " + point)
-        time.sleep(delay)
 
 
 # --------------------------------------------------------------------------------------------- parameters
@@ -435,11 +428,9 @@ class Directory:
                     written = os.write(fd, view)
                     view = view[written:]
                 apply_attributes(fd, attributes, self.logical.rstrip("/\\") + "/" + name)
-                test_pause("temp file written: " + temp)
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            test_pause("temp file synced")
         except BaseException:
             self.discard(temp)
             raise
@@ -455,7 +446,6 @@ class Directory:
         except BaseException:
             self.discard(temp)
             raise
-        test_pause("renamed over " + name)
         os.fsync(self.fd)
 
     def discard(self, temp: str) -> None:
@@ -1209,7 +1199,6 @@ def rotate(params: Dict[str, str], result: Dict[str, Any], secrets: List[str]) -
                 if data is not None:
                     directory.write_atomic(name + BACKUP_SUFFIX, data, FileAttributes(0, 0, 0o600, None))
                     result["backup"] = logical + BACKUP_SUFFIX
-                    test_pause("backup written")
                 directory.commit(temp, name)
             except OSError as exc:
                 directory.discard(temp)

@@ -26,6 +26,7 @@ from ssm_documents.render import step_script
 
 REPO = Path(__file__).resolve().parents[2]
 AGENT = REPO / "agent_scripts" / "keyrotation_agent.py"
+PAUSE_DIR = Path(__file__).resolve().parent / "pause"  # sitecustomize.py: the pause at each write step
 VENV_BIN = Path(sys.executable).parent
 REGION = "us-east-1"
 APP_UID = 1000
@@ -176,6 +177,12 @@ class Server:
         proc = self.start(params, **kwargs)
         stdout, stderr = proc.communicate(timeout=120)
         return Result(proc.returncode, parse_single_result(stdout, stderr), stdout, stderr)
+
+
+def pause_env(seconds: float) -> dict[str, str]:
+    """The environment under which the agent pauses `seconds` at each write step, announcing it on stderr as
+    `test pause: <step>` (pause/sitecustomize.py, imported by Python's `site` from PYTHONPATH)."""
+    return {"PYTHONPATH": str(PAUSE_DIR), "KEYROTATION_TEST_PAUSE_SECONDS": str(seconds)}
 
 
 def parse_single_result(stdout: str, stderr: str = "") -> dict[str, Any]:

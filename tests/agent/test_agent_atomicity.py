@@ -1,10 +1,10 @@
 """Atomicity and concurrency: whenever the agent is killed, the file is the old one or the new one; two runs
 on one file never lose an update.
 
-The agent's test affordance KEYROTATION_TEST_PAUSE_SECONDS sleeps at every write step (backup temp
-written, synced, renamed; credentials temp written, synced, renamed) and announces each on stderr, so
-kills can be aimed at each step as well as at random moments. The default run kills 16 times (~8 s);
-the `slow` variant 200.
+Under `pause_env` (tests/agent/pause/sitecustomize.py, from outside the agent) the agent sleeps at every
+write step (credentials temp written, synced; backup temp written, synced, renamed, backup written;
+renamed over the credentials) and announces each on stderr, so kills can be aimed at each step as well as
+at random moments. The default run kills 16 times (~8 s); the `slow` variant 200.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import stat
 import time
 
 import pytest
-from agent_support import APP_UID, Identity, Server, make_identity, write_credentials
+from agent_support import APP_UID, Identity, Server, make_identity, pause_env, write_credentials
 
 OLD = (
     b"# ops\r\n[other]\r\naws_access_key_id = AKIAOTHEROTHEROTHER0\r\naws_secret_access_key = o\r\n"
@@ -41,7 +41,7 @@ def kill_many(server: Server, identity: Identity, runs: int, seed: int) -> dict[
     for run in range(runs):
         write_credentials(server, OLD)
         backup.unlink(missing_ok=True)
-        proc = server.start(server.params(identity), env={"KEYROTATION_TEST_PAUSE_SECONDS": str(PAUSE)})
+        proc = server.start(server.params(identity), env=pause_env(PAUSE))
         assert proc.stderr is not None
         step = aims[(run // 2) % len(aims)] if run % 2 == 0 else None
         reached = False
@@ -92,7 +92,7 @@ def test_concurrent_runs_on_two_profiles_of_one_file_lose_nothing(server: Server
     # GIVEN two users whose keys live in two profiles of the same file
     first, second = make_identity(moto_url), make_identity(moto_url)
     path = write_credentials(server, OLD)
-    slow = {"KEYROTATION_TEST_PAUSE_SECONDS": "0.1"}
+    slow = pause_env(0.1)
     # WHEN both rotations run at the same time, each pausing at every write step
     procs = [
         server.start(server.params(first, Profile="app"), env=slow),

@@ -4,9 +4,10 @@ After every kill: the credentials file is byte-for-byte the old or the new one, 
 every other file of the server (the SSM Agent's own credentials, the app's config, /etc/passwd, other files
 in the app's home) is byte-identical; a backup, if one exists, is the old file; leftover temp files are
 private (0600). A later run completes and cleans up. Kill points are drawn uniformly over the whole run
-(start-up, fetch, write, verify) and, for a third of the runs, aimed at one of the agent's announced write
-steps (KEYROTATION_TEST_PAUSE_SECONDS). Reuses tests/agent/agent_support.py (the agent teammate's harness);
-its own kill test (tests/agent/test_agent_atomicity.py) checks the credentials file alone.
+(start-up, fetch, write, verify) and, for a third of the runs, aimed at one of the agent's write steps,
+announced by the pause that `pause_env` adds from outside the agent (tests/agent/pause/sitecustomize.py).
+Reuses tests/agent/agent_support.py (the agent teammate's harness); its own kill test
+(tests/agent/test_agent_atomicity.py) checks the credentials file alone.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from agent_support import (  # noqa: E402
     Server,
     make_identity,
     make_server,
+    pause_env,
     running_moto,
     write_credentials,
 )
@@ -46,8 +48,8 @@ BYSTANDERS = {
     "/home/app/notes.txt": "caf\u00e9\n".encode(),
 }
 PAUSE = 0.03
-# Write steps the agent announces: backup temp written, synced, renamed, "backup written"; file temp written,
-# synced, renamed. A kill after the 7th leaves the new file, after any other the old one.
+# Write steps the pause announces: file temp written, synced; backup temp written, synced, renamed, "backup
+# written"; renamed over the file. A kill after the 7th leaves the new file, after any other the old one.
 STEPS = 7
 
 
@@ -87,7 +89,7 @@ def kill_at_random_points(server: Server, identity: Identity, kills: int, seed: 
         backup.unlink(missing_ok=True)
         forced = aimed_first[kill] if kill < len(aimed_first) else None
         aimed = forced is not None or rng.random() < 1 / 3
-        env = {"KEYROTATION_TEST_PAUSE_SECONDS": str(PAUSE)} if aimed else {}
+        env = pause_env(PAUSE) if aimed else {}
         proc = server.start(server.params(identity), env=env)
         if aimed:
             step, seen = forced or rng.randint(1, STEPS), 0
