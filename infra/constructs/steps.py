@@ -1,13 +1,15 @@
-"""The rotation steps: one Lambda per step, each with its own role allowed only what that step does.
+"""The steps: one Lambda per step, each with its own role allowed only what that step does.
 
-The permission table `STEP_ACCESS` is the one place to read what each step may do; `docs/design.md` §2 says
-what each step does.
+The registry `STEPS` is the one place to read, for a step (= its state's name), its handler module, the
+domain function that handler calls, its machine, what it may do and its timeout; `docs/design.md` §2 says
+what each step does, lambdas/rotation/flow.py in which order the rotation runs them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
@@ -18,7 +20,6 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
-from handlers import STEPS
 from rotation import secrets as engine_secrets
 from rotation.settings import Settings
 
@@ -57,61 +58,91 @@ _LIST_KEYS = "iam:ListAccessKeys"
 _READ_SECRET = ("secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue")
 _RELABEL = "secretsmanager:UpdateSecretVersionStage"
 
-STEP_ACCESS: dict[str, Access] = {
-    "prepare": Access(
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a machine: its Lambda runs `handler` (module `handlers.<name>`), which parses the event
+    and calls the domain function `domain` (module.function under lambdas/)."""
+
+    name: str
+    domain: str
+    machine: Literal["rotation", "scheduled", "audit"]
+    access: Access
+    timeout_seconds: int = 120
+
+    @property
+    def module(self) -> str:
+        return f"handlers.{self.name}"
+
+    @property
+    def handler(self) -> str:
+        return f"{self.module}.handler"
+
+
+# The steps, in the rotation's order, then the scheduled run's and the audit's. Timeouts: the steps that
+# wait on purpose within one call — select_due paces its starts for up to 240 s (rotation/due.py
+# PAGE_SECONDS), audit waits up to 120 s for its servers' answers (handlers/audit.py WAIT_SECONDS),
+# audit_report polls the IAM credential report for up to 40 s; every other step: 2 minutes.
+STEPS: dict[str, Step] = {step.name: step for step in (
+    Step("prepare", "rotation.steps.prepare", "rotation", Access(
         iam_keys=("iam:GetUser", _LIST_KEYS),
         secrets=_READ_SECRET,
         lock=_LOCK,
         fleet_reads=("ssm:DescribeInstanceInformation",),
         lock_owner_check=True,
-    ),
-    "create_key": Access(
+    )),
+    Step("create_key", "rotation.steps.create_key", "rotation", Access(
         iam_keys=(_LIST_KEYS, "iam:CreateAccessKey", "iam:DeleteAccessKey"),
         secrets=(*_READ_SECRET, "secretsmanager:PutSecretValue"),
         secret_writes=True,
         create_secrets=True,
         lock=_LOCK,
-    ),
-    "verify_key": Access(secrets=_READ_SECRET),  # sts:GetCallerIdentity is signed by the new key itself
-    "promote": Access(secrets=("secretsmanager:DescribeSecret", _RELABEL), lock=_LOCK),
+    )),
+    # sts:GetCallerIdentity is signed by the new key itself
+    Step("verify_key", "rotation.steps.verify_key", "rotation", Access(secrets=_READ_SECRET)),
+    Step("promote", "rotation.steps.promote", "rotation",
+         Access(secrets=("secretsmanager:DescribeSecret", _RELABEL), lock=_LOCK)),
     # DescribeInstanceInformation: the group is resolved again at each distribution (servers come and go).
-    "distribute": Access(send_command=True, lock=_LOCK, fleet_reads=("ssm:DescribeInstanceInformation",)),
-    "check_distribution": Access(fleet_reads=("ssm:ListCommandInvocations",)),
-    "check_usage": Access(iam_keys=(_LIST_KEYS, "iam:GetAccessKeyLastUsed")),
-    "deactivate": Access(iam_keys=(_LIST_KEYS, "iam:UpdateAccessKey"), secrets=_READ_SECRET, lock=_LOCK),
-    "delete": Access(
+    Step("distribute", "rotation.steps.distribute", "rotation",
+         Access(send_command=True, lock=_LOCK, fleet_reads=("ssm:DescribeInstanceInformation",))),
+    Step("check_distribution", "rotation.steps.check_distribution", "rotation",
+         Access(fleet_reads=("ssm:ListCommandInvocations",))),
+    Step("check_usage", "rotation.steps.check_usage", "rotation",
+         Access(iam_keys=(_LIST_KEYS, "iam:GetAccessKeyLastUsed"))),
+    Step("deactivate", "rotation.steps.deactivate", "rotation",
+         Access(iam_keys=(_LIST_KEYS, "iam:UpdateAccessKey"), secrets=_READ_SECRET, lock=_LOCK)),
+    Step("delete", "rotation.steps.delete", "rotation", Access(
         iam_keys=(_LIST_KEYS, "iam:DeleteAccessKey"),
         secrets=(*_READ_SECRET, _RELABEL),
         lock=_LOCK,
-    ),
-    "rollback": Access(iam_keys=(_LIST_KEYS, "iam:UpdateAccessKey"), lock=_LOCK),
-    "notify": Access(publish=True, config_rule=True),
+    )),
+    Step("rollback", "rotation.steps.rollback", "rotation",
+         Access(iam_keys=(_LIST_KEYS, "iam:UpdateAccessKey"), lock=_LOCK)),
+    Step("notify", "rotation.notify.summary", "rotation", Access(publish=True, config_rule=True)),
     # The scheduled run: reads keys, skips users whose rotation runs (lock), starts the due ones' rotations.
     # (and tells owners of keys coming due, on the alert topic)
-    "select_due": Access(iam_keys=(_LIST_KEYS,), lock=("dynamodb:GetItem",), lock_owner_check=True,
-                         start_rotations=True, publish=True),
+    Step("select_due", "rotation.due.start_page", "scheduled",
+         Access(iam_keys=(_LIST_KEYS,), lock=("dynamodb:GetItem",), lock_owner_check=True,
+                start_rotations=True, publish=True),
+         timeout_seconds=360),
     # The audit only reads (IAM, the secrets, the fleet) and asks servers for the document's read-only audit
     # action; it writes nothing but its own report objects.
-    "audit": Access(
+    Step("audit", "rotation.audit.audit_page", "audit", Access(
         iam_keys=(_LIST_KEYS, "iam:GetAccessKeyLastUsed"),
         secrets=_READ_SECRET,
         send_command=True,
         fleet_reads=("ssm:DescribeInstanceInformation", "ssm:ListCommandInvocations"),
         reports=("s3:PutObject",),
-    ),
-    "audit_report": Access(reports=("s3:GetObject", "s3:PutObject"), list_reports=True,
-                           credential_report=True, publish=True),
-}
-
-
-# Steps that wait on purpose within one call: select_due paces its starts for up to 240 s
-# (rotation/due.py PAGE_SECONDS), audit waits up to 120 s for its servers' answers (handlers/audit.py
-# WAIT_SECONDS), audit_report polls the IAM credential report for up to 40 s. Every other step: 2 minutes.
-STEP_TIMEOUT_SECONDS = {"select_due": 360, "audit": 360, "audit_report": 300}
+    ), timeout_seconds=360),
+    Step("audit_report", "rotation.audit_report.build", "audit",
+         Access(reports=("s3:GetObject", "s3:PutObject"), list_reports=True, credential_report=True,
+                publish=True),
+         timeout_seconds=300),
+)}
 
 
 class RotationSteps(Construct):
-    """`functions[step]` for every step of `STEPS`, from one asset: `lambdas/` plus `settings.json`."""
+    """`functions[name]` for every step of `STEPS`, from one asset: `lambdas/` plus `settings.json`."""
 
     def __init__(
         self,
@@ -148,7 +179,7 @@ class RotationSteps(Construct):
         }
         self.functions: dict[str, lambda_.Function] = {}
         self.roles: dict[str, iam.Role] = {}
-        for step in STEPS:
+        for step, registered in STEPS.items():
             role = iam.Role(
                 self,
                 f"Role-{step}",
@@ -166,20 +197,20 @@ class RotationSteps(Construct):
                 f"Step-{step}",
                 description=f"Key rotation: the {step} step",
                 runtime=lambda_.Runtime.PYTHON_3_12,
-                handler=f"handlers.{step}.handler",
+                handler=registered.handler,
                 code=code,
                 role=role,
                 layers=[layer],
                 environment=environment,
-                timeout=Duration.seconds(STEP_TIMEOUT_SECONDS.get(step, 120)),
+                timeout=Duration.seconds(registered.timeout_seconds),
                 memory_size=256,
                 tracing=lambda_.Tracing.ACTIVE,
                 log_group=log_group,
             )
             log_group.grant_write(role)
-            if STEP_ACCESS[step].reports:
+            if registered.access.reports:
                 function.add_environment("REPORTS_BUCKET", reports.bucket.bucket_name)
-            self._grant(step, role, STEP_ACCESS[step])
+            self._grant(step, role, registered.access)
             self._acknowledge(step, function, role)
             self.functions[step] = function
             self.roles[step] = role
@@ -188,14 +219,14 @@ class RotationSteps(Construct):
         """Steps that may take over a lock ask Step Functions whether the lock's owner still runs; the
         scheduled run's step starts rotations of that machine (and is told which in its environment)."""
         stack = Stack.of(self)
-        for step, access in STEP_ACCESS.items():
-            if access.start_rotations:
+        for step, registered in STEPS.items():
+            if registered.access.start_rotations:
                 function = self.functions[step]
                 function.add_environment("ROTATION_MACHINE_ARN", rotation_machine.state_machine_arn)
                 rotation_machine.grant_start_execution(self.roles[step])
         executions = executions_arn(rotation_machine)
-        for step, access in STEP_ACCESS.items():
-            if access.lock_owner_check:
+        for step, registered in STEPS.items():
+            if registered.access.lock_owner_check:
                 policy = iam.Policy(self, f"LockOwnerCheck-{step}", roles=[self.roles[step]], statements=[
                     iam.PolicyStatement(actions=["states:DescribeExecution"], resources=[executions])
                 ])
@@ -209,8 +240,8 @@ class RotationSteps(Construct):
     def secret_readers(self) -> list[iam.IRole]:
         """The step roles that read a secret's value (the secrets key's policy lets only them and the server
         groups decrypt)."""
-        return [self.roles[step] for step, access in STEP_ACCESS.items()
-                if "secretsmanager:GetSecretValue" in access.secrets]
+        return [self.roles[step] for step, registered in STEPS.items()
+                if "secretsmanager:GetSecretValue" in registered.access.secrets]
 
     def _grant(self, step: str, role: iam.Role, access: Access) -> None:
         stack = Stack.of(self)
@@ -314,7 +345,7 @@ class RotationSteps(Construct):
         return secrets_arn(self._settings.secret_prefix + "*")
 
     def _acknowledge(self, step: str, function: lambda_.Function, role: iam.Role) -> None:
-        access = STEP_ACCESS[step]
+        access = STEPS[step].access
         policy = self.node.find_child(f"Policy-{step}")
         if access.secrets or access.create_secrets:
             acknowledge(

@@ -17,9 +17,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
-from rotation.flow import RESUME_TARGETS
+from rotation.flow import FORKS, RESUME, RESUME_TARGETS, STANDARD_MODE
 from rotation.settings import Settings
 
+from infra.constructs.steps import STEPS
 from infra.nag import acknowledge, resource_finding
 
 # Step Functions' vended-logs prefix (docs/deploy.md, "What the emulator does not check").
@@ -90,9 +91,9 @@ class RotationWorkflows(Construct):
                 "Added by CDK for X-Ray tracing and log delivery (xray:*, logs:*LogDelivery*, "
                 "logs:DescribeLogGroups...), which support no resource-level permissions.",
             )
+        machines = {"rotation": self.rotation, "scheduled": self.scheduled, "audit": self.audit}
         for step, function in self._functions.items():
-            machine = {"select_due": self.scheduled, "audit": self.audit,
-                       "audit_report": self.audit}.get(step, self.rotation)
+            machine = machines[STEPS[step].machine]
             if step in self._invoked:
                 acknowledge(
                     machine.role,
@@ -219,29 +220,47 @@ class RotationWorkflows(Construct):
         def missing(path: str) -> sfn.Condition:
             return sfn.Condition.not_(sfn.Condition.is_present(path))
 
-        # Emergency: the old key is deactivated right after promotion, before the fleet has the new key,
-        # and deleted as soon as the fleet confirms (no observation, no grace period).
-        is_emergency = sfn.Condition.string_equals("$.rotation.mode", "emergency")
-        after_promote = (
-            sfn.Choice(self, "after_promote", state_name="after_promote")
-            .when(missing("$.rotation.mode"), unexpected_state)
-            .when(is_emergency, deactivate)
-            .otherwise(distribute)
-        )
-        after_deactivate = (
-            sfn.Choice(self, "after_deactivate", state_name="after_deactivate")
-            .when(missing("$.rotation.mode"), unexpected_state)
-            .when(is_emergency, distribute)
-            .otherwise(wait_grace)
-        )
-        after_distribution = (
-            sfn.Choice(self, "after_distribution", state_name="after_distribution")
-            .when(missing("$.rotation.mode"), unexpected_state)
-            .when(missing("$.rotation.action"), unexpected_state)
-            .when(is_emergency, delete)
-            .when(sfn.Condition.string_equals("$.rotation.action", "verify"), delete)
-            .otherwise(wait_observe)
-        )
+        # The states the modes' forks lead to (rotation/flow.py FORKS), and the resume Choice's targets.
+        states_by_name: dict[str, sfn.IChainable] = {
+            "create_key": create_key,
+            "verify_key": verify_key,
+            "promote": promote,
+            "distribute": distribute,
+            "wait_observe": wait_observe,
+            "deactivate": deactivate,
+            "wait_grace": wait_grace,
+            "delete": delete,
+            "notify": notify,
+        }
+
+        def fork(name: str) -> sfn.Choice:
+            """The Choice `name` of FORKS: the mode (and action) fields checked first, then each mode that
+            parts from standard's way, then the actions; standard's way is the `otherwise`."""
+            table = FORKS[name]
+            choice = sfn.Choice(self, name, state_name=name)
+            choice.when(missing("$.rotation.mode"), unexpected_state)
+            if table.by_action:
+                choice.when(missing("$.rotation.action"), unexpected_state)
+            default = table.next[STANDARD_MODE]
+            for mode, state_name in table.next.items():
+                if state_name != default:
+                    choice.when(sfn.Condition.string_equals("$.rotation.mode", mode),
+                                states_by_name[state_name])
+            for action, state_name in table.by_action.items():
+                choice.when(sfn.Condition.string_equals("$.rotation.action", action),
+                            states_by_name[state_name])
+            if default != RESUME:
+                return choice.otherwise(states_by_name[default])
+            # The rotation resumes where prepare found the work done (rotation/flow.py RESUME_TARGETS).
+            choice.when(missing("$.rotation.resume_from"), unexpected_state)
+            for resume_from, state_name in RESUME_TARGETS.items():
+                choice.when(sfn.Condition.string_equals("$.rotation.resume_from", resume_from),
+                            states_by_name[state_name])
+            return choice.otherwise(unexpected_state)
+
+        after_promote = fork("after_promote")
+        after_deactivate = fork("after_deactivate")
+        after_distribution = fork("after_distribution")
         # One Choice per poll (3 transitions a poll with wait_poll and check_distribution): done → go on;
         # otherwise poll again while the budget lasts. Rules are evaluated in order, so every comparison
         # comes after the checks of the fields it reads.
@@ -259,26 +278,7 @@ class RotationWorkflows(Construct):
             .otherwise(poll_limit_reached)
         )
 
-        states_by_name: dict[str, sfn.IChainable] = {
-            "create_key": create_key,
-            "verify_key": verify_key,
-            "promote": promote,
-            "distribute": distribute,
-            "wait_observe": wait_observe,
-            "deactivate": deactivate,
-            "delete": delete,
-            "notify": notify,
-        }
-        route = (
-            sfn.Choice(self, "route", state_name="route")
-            .when(missing("$.rotation.mode"), unexpected_state)
-            .when(sfn.Condition.string_equals("$.rotation.mode", "dry_run"), notify)
-            .when(missing("$.rotation.resume_from"), unexpected_state)
-        )
-        for resume_from, state_name in RESUME_TARGETS.items():
-            route.when(sfn.Condition.string_equals("$.rotation.resume_from", resume_from),
-                       states_by_name[state_name])
-        route.otherwise(unexpected_state)
+        route = fork("route")
 
         start.next(prepare)
         prepare.next(route)

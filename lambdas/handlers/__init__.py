@@ -1,7 +1,8 @@
 """Thin Lambda handlers, one module per Step Functions state: parse the event, call the domain, return ids."""
 
-# Every step, in the rotation's order (select_due belongs to the scheduled machine). The CDK app makes one
-# function per entry, handler `handlers.<step>.handler`; a test checks each has its module here.
+# Every step, in the rotation's order (select_due belongs to the scheduled machine, audit and audit_report to
+# the audit). The CDK app's step registry (infra/constructs/steps.py STEPS: handler, domain function,
+# permissions) lists the same steps in this order; tests check both lists and the modules here agree.
 STEPS = (
     "prepare",
     "create_key",

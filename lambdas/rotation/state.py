@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal, cast
 
 from rotation.errors import InvalidRequest, InvalidSettings
-from rotation.flow import RESUME_POINTS
+from rotation.flow import MODES, RESUME_POINTS, STANDARD_MODE, Mode
 from rotation.settings import (
     INSTANCE_ID_PATTERN,
     SECRET_ID_PATTERN,
@@ -23,8 +23,6 @@ from rotation.settings import (
     parse_waits,
 )
 
-Mode = Literal["standard", "emergency", "dry_run"]
-MODES: tuple[Mode, ...] = ("standard", "emergency", "dry_run")
 Action = Literal["rotate", "verify"]
 ACTIONS: tuple[Action, ...] = ("rotate", "verify")
 CLASSIFICATIONS = ("fresh", "resumable", "adopt", "orphan", "blocked")
@@ -55,7 +53,7 @@ def parse_request(data: Any) -> Request:
     user = data.get("user")
     if not isinstance(user, str) or not re.fullmatch(USER_NAME_PATTERN, user):
         raise InvalidRequest("input.user: required, an IAM user name")
-    mode = data.get("mode", "standard")
+    mode = data.get("mode", STANDARD_MODE)
     if mode == "audit":
         raise InvalidRequest("input.mode: an audit changes nothing and runs on the audit state machine "
                              "(WorkflowsAudit…): start it with {\"mode\": \"audit\", \"user\": …}, or "

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from rotation import keys, lock, secrets
+from rotation import flow, keys, lock, secrets
 from rotation.errors import (
     InvalidRequest,
     KeyLimitReached,
@@ -91,7 +91,7 @@ def prepare(
     plan = classify(user.name, user_keys, state, held.creating)
     resume_from = plan.resume_from
     old_active = any(key.key_id == plan.old_key_id and key.active for key in user_keys)
-    if request.mode == "emergency" and resume_from == "distribute" and old_active:
+    if flow.deactivates_first(request.mode) and resume_from == "distribute" and old_active:
         # The old key is believed leaked: it goes Inactive before the fleet is touched again.
         resume_from = "deactivate"
     group = settings.group(user.server_group)
@@ -127,7 +127,7 @@ def prepare(
         offline=tuple(instance_id for instance_id, _ in targets.offline),
         allow_offline=allow_offline,
     )
-    if request.mode == "dry_run":
+    if request.mode == flow.DRY_RUN_MODE:
         if held.owner and held.owner != execution_id:
             notes.append(f"note: the lock is currently held by {held.owner}")
         return replace(
@@ -148,7 +148,7 @@ def prepare(
 
 
 def _hold(rotation: Rotation, settings: Settings, table: LockTable, now: datetime) -> None:
-    if rotation.mode == "dry_run":
+    if rotation.mode == flow.DRY_RUN_MODE:
         raise InvalidRequest("rotation.mode: a dry run changes nothing; this step must not run")
     lock.confirm(
         table, rotation.user, rotation.execution_id, now=now, ttl_seconds=lock_ttl(rotation.waits, settings)
@@ -255,7 +255,7 @@ def distribute(
     )
     # Standard mode distributes twice: `rotate`, then after the grace period `verify` (servers prove the new
     # key still works while the old one is inactive). Emergency mode distributes once.
-    action: Action = "verify" if confirmed_before and rotation.mode == "standard" else "rotate"
+    action: Action = "verify" if confirmed_before and flow.verifies(rotation.mode) else "rotate"
     if not rotation.targets:
         raise StateConflict("rotation.targets is empty")
     # The group as it is now (servers leave, fail and join during a day): see fleet.plan_reach for the rule.
@@ -411,7 +411,8 @@ def deactivate(
         raise StateConflict(
             f"refusing to deactivate {old.key_id}: the secret's AWSCURRENT is not the new key {new_key_id}"
         )
-    if rotation.mode != "emergency":
+    # Only after the fleet confirmed the new key — unless the mode deactivates first (the fleet gets it next).
+    if not flow.deactivates_first(rotation.mode):
         _require_confirmed(rotation, new_key_id, f"deactivate {old.key_id}")
     keys.set_status(iam, rotation.user, old.key_id, "Inactive")
     return rotation
@@ -463,7 +464,7 @@ def rollback(rotation: Rotation, error: dict[str, str], *, iam: IAMClient, table
         return replace(rotation, lock_held=False, outcome="failed", error=error, plan=tuple(notes))
     old = _existing_old_key(rotation, iam)
     if old is not None and not old.active:
-        if rotation.mode == "emergency":
+        if rotation.mode == flow.EMERGENCY_MODE:
             notes.append(f"rollback: old key {old.key_id} stays Inactive (emergency mode)")
         else:
             keys.set_status(iam, rotation.user, old.key_id, "Active")

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from asl_walk import StepFailed, Walk, walk
 from infra_synth import Synth, step_resolver
+from rotation import flow
 
 from infra.constructs.steps import STEPS
 
@@ -107,8 +108,6 @@ def test_prepare_gets_the_execution_input_and_id_and_other_steps_the_whole_state
 
 
 def test_emergency_deactivates_before_distribution_and_deletes_once_the_fleet_confirms(synth: Synth) -> None:
-    from rotation import flow
-
     result = run(synth, FakeEngine(mode="emergency"))
     assert result.tasks == ["prepare", *flow.EMERGENCY, "notify"]
     assert flow.EMERGENCY.index("deactivate") < flow.EMERGENCY.index("distribute")
@@ -179,14 +178,11 @@ def test_a_rotation_missing_a_branch_field_fails_safely(synth: Synth, field: str
     assert result.status == "FAILED"
 
 
-@pytest.mark.parametrize("mode", ["standard", "emergency"])
-def test_the_machine_runs_exactly_the_flow_table_of_each_mode(synth: Synth, mode: str) -> None:
-    from rotation import flow
-
+@pytest.mark.parametrize("mode", flow.MODES)
+def test_the_machine_runs_exactly_the_flow_table_of_each_mode(synth: Synth, mode: flow.Mode) -> None:
     # GIVEN servers that confirm on the first poll WHEN a rotation of `mode` runs
     result = run(synth, FakeEngine(mode=mode, polls_until_done=1))
     # THEN its steps are prepare, the mode's row of rotation/flow.py (the unit harness drives the same
-    # rows), then notify
-    expected = flow.STANDARD if mode == "standard" else flow.EMERGENCY
-    assert tuple(result.tasks) == ("prepare", *expected, "notify")
+    # rows; the machine's mode Choices are built from its FORKS), then notify
+    assert tuple(result.tasks) == ("prepare", *flow.ORDERS[mode], "notify")
     assert result.status == "SUCCEEDED"
