@@ -19,7 +19,7 @@ from typing import Any
 from sandbox import deploy
 from sandbox.demo import Progress, Report, Sandbox, Scenario, max_polls_for
 from sandbox.emulator import Emulator
-from sandbox.warm_python import cold_agents_requested
+from sandbox.warm_python_manager import cold_agents_requested
 
 
 def _parser() -> argparse.ArgumentParser:

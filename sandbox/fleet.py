@@ -30,7 +30,7 @@ from typing import Any
 import boto3
 
 from sandbox.patches import PluginResult, RunRequest, linux_shell_steps
-from sandbox.warm_python import WarmPython, cold_agents_requested
+from sandbox.warm_python_manager import WarmPython, cold_agents_requested
 
 AGENT_VERSION = "3.3.2957.0"  # ≥ 3.3.2746.0: ENV_VAR interpolation
 MARKER = "KEYROTATION_RESULT"  # design.md §5
