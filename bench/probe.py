@@ -79,16 +79,16 @@ class Measurement:
 
 
 def synthesize(users: int, outdir: Path) -> dict[str, Any]:
-    """Synthesize the real app (what `sandbox.deploy.synthesize` does) for `users` sandbox users.
+    """Synthesize the real app (what `sandbox.synth.synthesize` does) for `users` sandbox users.
 
     Users share server groups once there are more users than one stack's group limit
-    (`sandbox.deploy.users_per_group_for`): the template is one that `cdk deploy` accepts, checks on.
+    (`sandbox.synth.users_per_group_for`): the template is one that `cdk deploy` accepts, checks on.
     """
-    from sandbox import deploy
+    from sandbox import synth
 
     started = time.perf_counter()
-    settings = deploy.sandbox_settings(users, users_per_group=deploy.users_per_group_for(users))
-    path = deploy.write_settings(outdir / "settings.yaml", settings)
+    settings = synth.sandbox_settings(users, users_per_group=synth.users_per_group_for(users))
+    path = synth.write_settings(outdir / "settings.yaml", settings)
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     os.environ.setdefault("CDK_DISABLE_VERSION_CHECK", "1")
     for entry in (str(REPO), str(REPO / "lambdas"), str(REPO / "agent_scripts")):
@@ -101,7 +101,7 @@ def synthesize(users: int, outdir: Path) -> dict[str, Any]:
         path, context=context, outdir=str(outdir / "cdk.out"), checks=False, builtin_validation=False
     ).synth()
     (outdir / "settings.json").write_text(json.dumps(settings))
-    text = (outdir / "cdk.out" / f"{deploy.STACK_NAME}.template.json").read_text()
+    text = (outdir / "cdk.out" / f"{synth.STACK_NAME}.template.json").read_text()
     template = json.loads(text)
     return {
         "seconds": round(time.perf_counter() - started, 3),
@@ -112,13 +112,13 @@ def synthesize(users: int, outdir: Path) -> dict[str, Any]:
 
 
 def load_assembly(directory: Path) -> tuple[Any, dict[str, Any]]:
-    from sandbox import deploy
+    from sandbox import synth
 
     outdir = directory / "cdk.out"
-    assembly = deploy.Assembly(
+    assembly = synth.Assembly(
         outdir=outdir,
-        template=json.loads((outdir / f"{deploy.STACK_NAME}.template.json").read_text()),
-        assets=json.loads((outdir / f"{deploy.STACK_NAME}.assets.json").read_text()),
+        template=json.loads((outdir / f"{synth.STACK_NAME}.template.json").read_text()),
+        assets=json.loads((outdir / f"{synth.STACK_NAME}.assets.json").read_text()),
     )
     return assembly, json.loads((directory / "settings.json").read_text())
 
@@ -159,9 +159,9 @@ def measure(spec: Spec, workdir: Path) -> Measurement:
 
     class BenchScenario(Scenario):
         def due_users(self) -> list[str]:  # every user is due: the scheduled run's worst case
-            from sandbox import deploy
+            from sandbox import synth
 
-            return deploy.user_names(self.users)
+            return synth.user_names(self.users)
 
     scenario = BenchScenario(
         users=spec.users, servers=spec.servers, scheduled=scheduled, workers=spec.workers

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sandbox import deploy
+from sandbox import synth
 from sandbox.demo import Progress, Report, Sandbox, Scenario, max_polls_for
 from sandbox.emulator import Emulator
-from sandbox.warm_python import cold_agents_requested
+from sandbox.warm_python_manager import cold_agents_requested
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,7 +60,7 @@ def _validate(args: argparse.Namespace) -> str | None:
 
 
 def _users_per_group(args: argparse.Namespace) -> int:
-    return int(args.users_per_group or deploy.users_per_group_for(args.users))
+    return int(args.users_per_group or synth.users_per_group_for(args.users))
 
 
 @contextlib.contextmanager
@@ -133,13 +133,13 @@ def _demo(args: argparse.Namespace, started: float) -> Report:
         per_group = _users_per_group(args)
         if per_group > 1:
             console.say(f"  {per_group} users per server group (they share its servers, one profile each)")
-        settings = deploy.sandbox_settings(scenario.users, max_polls=max_polls_for(scenario.servers),
+        settings = synth.sandbox_settings(scenario.users, max_polls=max_polls_for(scenario.servers),
                                            users_per_group=per_group)
-        settings_path = deploy.write_settings(workdir / "settings.yaml", settings)
+        settings_path = synth.write_settings(workdir / "settings.yaml", settings)
         console.say("Synthesizing the CDK app (app.py) with the sandbox's settings ...")
         synth_log = io.StringIO()
         with contextlib.redirect_stdout(synth_log):
-            assembly = deploy.synthesize(settings_path, workdir / "cdk.out")
+            assembly = synth.synthesize(settings_path, workdir / "cdk.out")
         with Emulator() as emulator:
             console.say(f"Emulator (moto {_moto_version()}) on {emulator.endpoint}; "
                         "deploying the template ...")
@@ -165,11 +165,11 @@ def audit_demo(args: argparse.Namespace) -> int:
     servers = max(args.servers, 3)
     scenario = Scenario(users=args.users, servers=servers, workers=args.workers)
     with _workdir(args.keep) as workdir:
-        settings = deploy.sandbox_settings(scenario.users, max_polls=max_polls_for(servers))
-        settings_path = deploy.write_settings(workdir / "settings.yaml", settings)
+        settings = synth.sandbox_settings(scenario.users, max_polls=max_polls_for(servers))
+        settings_path = synth.write_settings(workdir / "settings.yaml", settings)
         console.say(f"Sandbox audit: {scenario.users} user(s) x {servers} servers; synthesizing ...")
         with contextlib.redirect_stdout(io.StringIO()):
-            assembly = deploy.synthesize(settings_path, workdir / "cdk.out")
+            assembly = synth.synthesize(settings_path, workdir / "cdk.out")
         with Emulator() as emulator:
             sandbox = Sandbox(emulator, assembly, settings, workdir, scenario)
             try:

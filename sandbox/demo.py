@@ -18,10 +18,11 @@ from typing import Any
 
 from keyrotation_contract import parse_result
 
-from sandbox import deploy, invariants
-from sandbox.deploy import Assembly, Deployment
+from sandbox import deploy, invariants, provision, synth
+from sandbox.deploy import Deployment
 from sandbox.emulator import Emulator
 from sandbox.fleet import Fleet
+from sandbox.synth import Assembly
 
 # Execution-input waits (docs/design.md §2): nothing to observe or wait for in an emulator; 1 s between polls.
 DEMO_WAITS = {"observe_seconds": 0, "grace_seconds": 0, "poll_seconds": 1, "verify_interval_seconds": 1}
@@ -44,7 +45,7 @@ class Scenario:
 
     def due_users(self) -> list[str]:
         """Scheduled scenario: the first half of the users (at least one) hold a key past its max age."""
-        names = deploy.user_names(self.users)
+        names = synth.user_names(self.users)
         return names[: max(1, math.ceil(len(names) / 2))]
 
 
@@ -112,8 +113,8 @@ class Sandbox:
         self.fleet = Fleet(self.workdir / "servers", emulator.endpoint, emulator.region,
                            workers=scenario.workers, warm_agents=False if scenario.cold_agents else None)
         due = scenario.due_users() if scenario.scheduled else None
-        self.initial_keys = deploy.provision(emulator, self.deployment, self.fleet, scenario.servers,
-                                             due_users=due)
+        self.initial_keys = provision.provision(emulator, self.deployment, self.fleet, scenario.servers,
+                                                due_users=due)
         servers = list(self.fleet.servers.values())
         for server in servers[: scenario.fail]:
             server.faults.fail = True

@@ -31,7 +31,7 @@ import boto3
 from keyrotation_contract import RESULT_MARKER
 
 from sandbox.patches import PluginResult, RunRequest, linux_shell_steps
-from sandbox.warm_python import WarmPython, cold_agents_requested
+from sandbox.warm_python_manager import WarmPython, cold_agents_requested
 
 AGENT_VERSION = "3.3.2957.0"  # ≥ 3.3.2746.0: ENV_VAR interpolation
 WRONG_KEY_ID = "AKIASANDBOXWRONGKEY0"

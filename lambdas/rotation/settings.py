@@ -23,6 +23,7 @@ from keyrotation_contract import PATTERNS
 
 from rotation.errors import InvalidSettings
 from rotation.names import check_unique_stems
+from rotation.validate import integer, mapping, only, sequence, string, unique
 
 __all__ = [
     "CREDENTIALS_FILE_PATTERN",
@@ -288,26 +289,26 @@ def _settings_from_text(path: str, text: str) -> Settings:
 
 def load_settings(data: Any) -> Settings:
     """Validate the whole settings document; raise `InvalidSettings` naming the first bad field."""
-    root = _mapping(data, "settings")
-    _only(root, "settings", required={"managed_path", "secret_prefix", "defaults", "schedule",
-                                       "server_groups", "users"}, optional={"alerts"})
-    managed_path = _string(root["managed_path"], "managed_path", MANAGED_PATH_PATTERN,
-                           "an IAM path like /keyrotation/")
+    root = mapping(data, "settings")
+    only(root, "settings", required={"managed_path", "secret_prefix", "defaults", "schedule",
+                                      "server_groups", "users"}, optional={"alerts"})
+    managed_path = string(root["managed_path"], "managed_path", MANAGED_PATH_PATTERN,
+                          "an IAM path like /keyrotation/")
     if len(managed_path) > 512:
         raise InvalidSettings("managed_path: longer than 512 characters")
-    secret_prefix = _string(root["secret_prefix"], "secret_prefix", SECRET_PREFIX_PATTERN,
-                            "letters, digits and /_+=.@- (may be empty)")
+    secret_prefix = string(root["secret_prefix"], "secret_prefix", SECRET_PREFIX_PATTERN,
+                           "letters, digits and /_+=.@- (may be empty)")
     defaults = _defaults(root["defaults"], "defaults")
     schedule = _schedule(root["schedule"], "schedule")
     alerts = _alerts(root.get("alerts", {"email": None}), "alerts")
     groups = tuple(_server_group(item, f"server_groups[{i}]")
-                   for i, item in enumerate(_list(root["server_groups"], "server_groups")))
-    _unique([group.name for group in groups], "server_groups", "name")
+                   for i, item in enumerate(sequence(root["server_groups"], "server_groups")))
+    unique([group.name for group in groups], "server_groups", "name")
     group_names = {group.name for group in groups}
     users = tuple(_user(item, f"users[{i}]", group_names, secret_prefix)
-                  for i, item in enumerate(_list(root["users"], "users")))
+                  for i, item in enumerate(sequence(root["users"], "users")))
     # IAM user names are unique regardless of case.
-    _unique([user.name.lower() for user in users], "users", "name")
+    unique([user.name.lower() for user in users], "users", "name")
     check_unique_stems([user.name for user in users], "users")
     _no_shared_profiles(users)
     return Settings(managed_path=managed_path, secret_prefix=secret_prefix, defaults=defaults,
@@ -316,109 +317,109 @@ def load_settings(data: Any) -> Settings:
 
 def parse_waits(data: Any, path: str, base: Waits | None = None) -> Waits:
     """Validate a `waits` mapping; with `base`, every field is optional and overrides the base value."""
-    raw = _mapping(data, path)
+    raw = mapping(data, path)
     if base is None:
-        _only(raw, path, required=set(WAIT_FIELDS), optional=set())
+        only(raw, path, required=set(WAIT_FIELDS), optional=set())
         values = {}
     else:
-        _only(raw, path, required=set(), optional=set(WAIT_FIELDS))
+        only(raw, path, required=set(), optional=set(WAIT_FIELDS))
         values = base.to_dict()
     for field in raw:
-        values[field] = _int(raw[field], f"{path}.{field}", minimum=1 if field == "max_polls" else 0,
-                             maximum=WAIT_MAXIMA[field])
+        values[field] = integer(raw[field], f"{path}.{field}", minimum=1 if field == "max_polls" else 0,
+                                maximum=WAIT_MAXIMA[field])
     return Waits(**values)
 
 
 def _defaults(data: Any, path: str) -> Defaults:
-    raw = _mapping(data, path)
-    _only(raw, path, required={"max_key_age_days", "waits", "usage_margin_seconds",
-                               "command_timeout_seconds", "max_concurrency"}, optional=set())
+    raw = mapping(data, path)
+    only(raw, path, required={"max_key_age_days", "waits", "usage_margin_seconds",
+                              "command_timeout_seconds", "max_concurrency"}, optional=set())
     return Defaults(
-        max_key_age_days=_int(raw["max_key_age_days"], f"{path}.max_key_age_days", minimum=1),
+        max_key_age_days=integer(raw["max_key_age_days"], f"{path}.max_key_age_days", minimum=1),
         waits=parse_waits(raw["waits"], f"{path}.waits"),
-        usage_margin_seconds=_int(raw["usage_margin_seconds"], f"{path}.usage_margin_seconds", minimum=0),
+        usage_margin_seconds=integer(raw["usage_margin_seconds"], f"{path}.usage_margin_seconds", minimum=0),
         # SendCommand's TimeoutSeconds accepts 30..2592000.
-        command_timeout_seconds=_int(raw["command_timeout_seconds"], f"{path}.command_timeout_seconds",
-                                     minimum=30, maximum=2_592_000),
-        max_concurrency=_string(raw["max_concurrency"], f"{path}.max_concurrency", MAX_CONCURRENCY_PATTERN,
-                                'a count like "50" or a percentage like "10%"'),
+        command_timeout_seconds=integer(raw["command_timeout_seconds"], f"{path}.command_timeout_seconds",
+                                        minimum=30, maximum=2_592_000),
+        max_concurrency=string(raw["max_concurrency"], f"{path}.max_concurrency", MAX_CONCURRENCY_PATTERN,
+                               'a count like "50" or a percentage like "10%"'),
     )
 
 
 def _schedule(data: Any, path: str) -> Schedule:
-    raw = _mapping(data, path)
+    raw = mapping(data, path)
     if "max_parallel_users" in raw:
         raise InvalidSettings(
             f"{path}.max_parallel_users: no longer a setting: the scheduled run starts rotations without "
             "waiting for them; remove it (schedule.starts_per_minute sets how fast it starts them)"
         )
-    _only(raw, path, required={"expression", "timezone", "duration_hours", "cutoff_hours"},
-          optional={"max_users_per_run", "starts_per_minute", "overdue_alarm_days", "notice_days"})
-    duration = _int(raw["duration_hours"], f"{path}.duration_hours", minimum=1, maximum=24)
-    cutoff = _int(raw["cutoff_hours"], f"{path}.cutoff_hours", minimum=0, maximum=23)
+    only(raw, path, required={"expression", "timezone", "duration_hours", "cutoff_hours"},
+         optional={"max_users_per_run", "starts_per_minute", "overdue_alarm_days", "notice_days"})
+    duration = integer(raw["duration_hours"], f"{path}.duration_hours", minimum=1, maximum=24)
+    cutoff = integer(raw["cutoff_hours"], f"{path}.cutoff_hours", minimum=0, maximum=23)
     if cutoff >= duration:
         raise InvalidSettings(f"{path}.cutoff_hours: must be less than duration_hours ({duration})")
     return Schedule(
-        expression=_string(raw["expression"], f"{path}.expression", SCHEDULE_PATTERN,
-                           "cron(...), rate(...) or at(...)"),
-        timezone=_string(raw["timezone"], f"{path}.timezone", TIMEZONE_PATTERN, "an IANA time zone"),
+        expression=string(raw["expression"], f"{path}.expression", SCHEDULE_PATTERN,
+                          "cron(...), rate(...) or at(...)"),
+        timezone=string(raw["timezone"], f"{path}.timezone", TIMEZONE_PATTERN, "an IANA time zone"),
         duration_hours=duration,
         cutoff_hours=cutoff,
-        max_users_per_run=_int(raw.get("max_users_per_run", MAX_USERS_PER_RUN_DEFAULT),
-                               f"{path}.max_users_per_run", minimum=1, maximum=MAX_USERS_PER_RUN),
-        starts_per_minute=_int(raw.get("starts_per_minute", STARTS_PER_MINUTE_DEFAULT),
-                               f"{path}.starts_per_minute", minimum=1, maximum=MAX_STARTS_PER_MINUTE),
-        overdue_alarm_days=_int(raw.get("overdue_alarm_days", OVERDUE_ALARM_DAYS_DEFAULT),
-                                f"{path}.overdue_alarm_days", minimum=1, maximum=365),
-        notice_days=_int(raw.get("notice_days", NOTICE_DAYS_DEFAULT), f"{path}.notice_days", minimum=0,
-                         maximum=90),
+        max_users_per_run=integer(raw.get("max_users_per_run", MAX_USERS_PER_RUN_DEFAULT),
+                                  f"{path}.max_users_per_run", minimum=1, maximum=MAX_USERS_PER_RUN),
+        starts_per_minute=integer(raw.get("starts_per_minute", STARTS_PER_MINUTE_DEFAULT),
+                                  f"{path}.starts_per_minute", minimum=1, maximum=MAX_STARTS_PER_MINUTE),
+        overdue_alarm_days=integer(raw.get("overdue_alarm_days", OVERDUE_ALARM_DAYS_DEFAULT),
+                                   f"{path}.overdue_alarm_days", minimum=1, maximum=365),
+        notice_days=integer(raw.get("notice_days", NOTICE_DAYS_DEFAULT), f"{path}.notice_days", minimum=0,
+                            maximum=90),
     )
 
 
 def _alerts(data: Any, path: str) -> Alerts:
-    raw = _mapping(data, path)
-    _only(raw, path, required=set(), optional={"email", "config_rule"})
+    raw = mapping(data, path)
+    only(raw, path, required=set(), optional={"email", "config_rule"})
     email = raw.get("email")
     if email is not None:
-        email = _string(email, f"{path}.email", EMAIL_PATTERN, "an e-mail address or null")
+        email = string(email, f"{path}.email", EMAIL_PATTERN, "an e-mail address or null")
     rule = raw.get("config_rule")
     if rule is not None:
-        rule = _string(rule, f"{path}.config_rule", CONFIG_RULE_PATTERN,
-                       "an AWS Config rule name ([A-Za-z0-9_-]{1,128}), e.g. access-keys-rotated")
+        rule = string(rule, f"{path}.config_rule", CONFIG_RULE_PATTERN,
+                      "an AWS Config rule name ([A-Za-z0-9_-]{1,128}), e.g. access-keys-rotated")
     return Alerts(email=email, config_rule=rule)
 
 
 def _server_group(data: Any, path: str) -> ServerGroup:
-    raw = _mapping(data, path)
-    _only(raw, path, required={"name"}, optional={"tag", "instance_ids"})
-    name = _string(raw["name"], f"{path}.name", SERVER_GROUP_PATTERN, "[a-z0-9-]{1,32}")
+    raw = mapping(data, path)
+    only(raw, path, required={"name"}, optional={"tag", "instance_ids"})
+    name = string(raw["name"], f"{path}.name", SERVER_GROUP_PATTERN, "[a-z0-9-]{1,32}")
     if ("tag" in raw) == ("instance_ids" in raw):
         raise InvalidSettings(f"{path}: needs exactly one of tag or instance_ids")
     if "tag" in raw:
-        tag_raw = _mapping(raw["tag"], f"{path}.tag")
-        _only(tag_raw, f"{path}.tag", required={"key", "value"}, optional=set())
-        key = _string(tag_raw["key"], f"{path}.tag.key", TAG_KEY_PATTERN, "a tag key")
+        tag_raw = mapping(raw["tag"], f"{path}.tag")
+        only(tag_raw, f"{path}.tag", required={"key", "value"}, optional=set())
+        key = string(tag_raw["key"], f"{path}.tag.key", TAG_KEY_PATTERN, "a tag key")
         if key.lower().startswith("aws:"):
             raise InvalidSettings(f"{path}.tag.key: the aws: prefix is reserved")
-        value = _string(tag_raw["value"], f"{path}.tag.value", TAG_VALUE_PATTERN, "a tag value")
+        value = string(tag_raw["value"], f"{path}.tag.value", TAG_VALUE_PATTERN, "a tag value")
         return ServerGroup(name=name, tag=Tag(key=key, value=value), instance_ids=())
-    ids_raw = _list(raw["instance_ids"], f"{path}.instance_ids")
+    ids_raw = sequence(raw["instance_ids"], f"{path}.instance_ids")
     if not ids_raw:
         raise InvalidSettings(f"{path}.instance_ids: must not be empty")
-    ids = tuple(_string(item, f"{path}.instance_ids[{i}]", INSTANCE_ID_PATTERN,
-                        "mi-<17 hex> or i-<8..17 hex>")
+    ids = tuple(string(item, f"{path}.instance_ids[{i}]", INSTANCE_ID_PATTERN,
+                       "mi-<17 hex> or i-<8..17 hex>")
                 for i, item in enumerate(ids_raw))
-    _unique(list(ids), f"{path}.instance_ids", None)
+    unique(list(ids), f"{path}.instance_ids", None)
     return ServerGroup(name=name, tag=None, instance_ids=ids)
 
 
 def _user(data: Any, path: str, group_names: set[str], secret_prefix: str) -> User:
-    raw = _mapping(data, path)
-    _only(raw, path, required={"name", "server_group", "credentials_file", "profile", "file_owner"},
-          optional={"reload_hook", "max_key_age_days", "allow_offline", "exempt_until", "exempt_reason",
-                    "owner"})
-    name = _string(raw["name"], f"{path}.name", USER_NAME_PATTERN, "an IAM user name ([\\w+=,.@-]{1,64})")
-    group = _string(raw["server_group"], f"{path}.server_group", None, "")
+    raw = mapping(data, path)
+    only(raw, path, required={"name", "server_group", "credentials_file", "profile", "file_owner"},
+         optional={"reload_hook", "max_key_age_days", "allow_offline", "exempt_until", "exempt_reason",
+                   "owner"})
+    name = string(raw["name"], f"{path}.name", USER_NAME_PATTERN, "an IAM user name ([\\w+=,.@-]{1,64})")
+    group = string(raw["server_group"], f"{path}.server_group", None, "")
     if group not in group_names:
         raise InvalidSettings(f"{path}.server_group: no server group named {group!r}")
     secret = secret_name(secret_prefix, group, name)
@@ -428,7 +429,7 @@ def _user(data: Any, path: str, group_names: set[str], secret_prefix: str) -> Us
             "name) is not a valid secret name: letters, digits and /_+=.@-, starting with a letter or digit, "
             "at most 512 characters"
         )
-    credentials_file = _string(raw["credentials_file"], f"{path}.credentials_file", None, "")
+    credentials_file = string(raw["credentials_file"], f"{path}.credentials_file", None, "")
     if re.match(r"^([A-Za-z]:|\\\\)", credentials_file) or "\\" in credentials_file:
         raise InvalidSettings(
             f"{path}.credentials_file: {credentials_file[:80]!r} is a Windows path; Windows servers are not "
@@ -441,8 +442,8 @@ def _user(data: Any, path: str, group_names: set[str], secret_prefix: str) -> Us
     if not re.fullmatch(CREDENTIALS_FILE_PATTERN, credentials_file):
         raise InvalidSettings(f"{path}.credentials_file: must be a plain absolute file path (letters, "
                               "digits, _@+-. ; at most 16 parts of at most 60 characters; no trailing slash)")
-    profile = _string(raw["profile"], f"{path}.profile", PROFILE_PATTERN,
-                      "[A-Za-z0-9_.-]{1,64} starting with a letter or digit")
+    profile = string(raw["profile"], f"{path}.profile", PROFILE_PATTERN,
+                     "[A-Za-z0-9_.-]{1,64} starting with a letter or digit")
     if credentials_file == AGENT_CREDENTIALS_FILE:
         # The SSM Agent rewrites this file when it refreshes its own credentials (the default profile) with
         # no lock shared with anyone: any profile of ours in it could be lost; the agent refuses it too.
@@ -450,26 +451,26 @@ def _user(data: Any, path: str, group_names: set[str], secret_prefix: str) -> Us
                               f"which rewrites it (profile {profile!r} could be lost); use another file")
     reload_hook = raw.get("reload_hook")
     if reload_hook is not None:
-        reload_hook = _string(reload_hook, f"{path}.reload_hook", RELOAD_HOOK_PATTERN,
-                              "a file name in the agent's hooks directory "
-                              "([A-Za-z0-9_.-]{1,64}, starting with a letter or digit)")
+        reload_hook = string(reload_hook, f"{path}.reload_hook", RELOAD_HOOK_PATTERN,
+                             "a file name in the agent's hooks directory "
+                             "([A-Za-z0-9_.-]{1,64}, starting with a letter or digit)")
     max_age = raw.get("max_key_age_days")
     if max_age is not None:
-        max_age = _int(max_age, f"{path}.max_key_age_days", minimum=1)
+        max_age = integer(max_age, f"{path}.max_key_age_days", minimum=1)
     allow_offline = raw.get("allow_offline", False)
     if not isinstance(allow_offline, bool):
         raise InvalidSettings(f"{path}.allow_offline: must be true or false")
     exempt_until, exempt_reason = _exemption(raw, path)
     owner = raw.get("owner")
     if owner is not None:
-        owner = _string(owner, f"{path}.owner", OWNER_PATTERN,
-                        "an e-mail address or an https:// webhook URL (at most 500 characters)")
+        owner = string(owner, f"{path}.owner", OWNER_PATTERN,
+                       "an e-mail address or an https:// webhook URL (at most 500 characters)")
     return User(
         name=name,
         server_group=group,
         credentials_file=credentials_file,
         profile=profile,
-        file_owner=_string(raw["file_owner"], f"{path}.file_owner", FILE_OWNER_PATTERN, "a POSIX user name"),
+        file_owner=string(raw["file_owner"], f"{path}.file_owner", FILE_OWNER_PATTERN, "a POSIX user name"),
         reload_hook=reload_hook,
         max_key_age_days=max_age,
         allow_offline=allow_offline,
@@ -512,52 +513,3 @@ def _no_shared_profiles(users: tuple[User, ...]) -> None:
                                   f"{user.profile!r} of {user.credentials_file} "
                                   f"on server group {user.server_group!r}")
         seen[key] = i
-
-
-def _mapping(value: Any, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
-        raise InvalidSettings(f"{path}: must be a mapping")
-    return value
-
-
-def _list(value: Any, path: str) -> list[Any]:
-    if not isinstance(value, list | tuple):
-        raise InvalidSettings(f"{path}: must be a list")
-    return list(value)
-
-
-def _only(raw: Mapping[str, Any], path: str, *, required: set[str], optional: set[str]) -> None:
-    missing = sorted(required - raw.keys())
-    if missing:
-        raise InvalidSettings(f"{path}.{missing[0]}: required")
-    unknown = sorted(raw.keys() - required - optional)
-    if unknown:
-        raise InvalidSettings(f"{path}.{unknown[0]}: unknown field")
-
-
-def _string(value: Any, path: str, pattern: str | None, expected: str) -> str:
-    if not isinstance(value, str) or not value and pattern is None:
-        raise InvalidSettings(f"{path}: must be a non-empty string")
-    if pattern is not None and not re.fullmatch(pattern, value):
-        raise InvalidSettings(f"{path}: {value[:80]!r} is not {expected}")
-    return value
-
-
-def _int(value: Any, path: str, *, minimum: int, maximum: int | None = None) -> int:
-    # bool is an int subclass; `true` where a number belongs is a mistake.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidSettings(f"{path}: must be an integer")
-    if value < minimum:
-        raise InvalidSettings(f"{path}: must be at least {minimum}")
-    if maximum is not None and value > maximum:
-        raise InvalidSettings(f"{path}: must be at most {maximum}")
-    return value
-
-
-def _unique(values: list[str], path: str, field: str | None) -> None:
-    seen: dict[str, int] = {}
-    for i, value in enumerate(values):
-        where = f"{path}[{i}]" + (f".{field}" if field else "")
-        if value in seen:
-            raise InvalidSettings(f"{where}: duplicate of {path}[{seen[value]}]")
-        seen[value] = i

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from sandbox import deploy
+from sandbox import synth
 from sandbox.demo import Sandbox, Scenario
-from sandbox.deploy import Assembly
 from sandbox.emulator import Emulator
 from sandbox.fleet import Fleet
+from sandbox.synth import Assembly
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def fleet(emulator: Emulator, tmp_path: Path) -> Iterator[Fleet]:
 @pytest.fixture(scope="session")
 def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], tuple[Assembly, dict[str, Any]]]:
     """The real CDK app, synthesized once per user count."""
-    return deploy.synthesis_cache(tmp_path_factory.mktemp, max_polls=60)
+    return synth.synthesis_cache(tmp_path_factory.mktemp, max_polls=60)
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from typing import Any
 
 from sandbox import deploy
 from sandbox.demo import Sandbox
-from sandbox.deploy import Assembly
 from sandbox.emulator import Emulator
 from sandbox.moto import alarms
+from sandbox.synth import Assembly
 
 
 def _alarm(emulator: Emulator, name: str) -> Any:

@@ -41,12 +41,12 @@ def test_demo_rejects_impossible_scenarios(capsys: pytest.CaptureFixture[str]) -
 def test_a_broken_run_still_ends_with_a_json_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from sandbox import deploy
+    from sandbox import synth
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("synth exploded")
 
-    monkeypatch.setattr(deploy, "synthesize", broken)
+    monkeypatch.setattr(synth, "synthesize", broken)
     assert main(["demo", "--servers", "1"]) == 1
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last["result"] == "failed" and "synth exploded" in last["error"]

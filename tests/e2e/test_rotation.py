@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sandbox import deploy, invariants
+from sandbox import invariants, synth
 from sandbox.demo import Report, Sandbox, Scenario
 from sandbox.moto import lambda_runtime
 
@@ -231,7 +231,7 @@ def _state_output(sandbox: Sandbox, execution_name: str, state: str) -> dict[str
 def test_settings_are_valid_for_the_product() -> None:
     # The generated settings go through the product's own validator (infra.config) at synth; this keeps the
     # sandbox's topology honest: one group per user, selected by tag.
-    settings = deploy.sandbox_settings(3)
+    settings = synth.sandbox_settings(3)
     groups = [g["tag"]["value"] for g in settings["server_groups"]]
     assert groups == [u["server_group"] for u in settings["users"]]
 

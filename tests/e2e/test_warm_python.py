@@ -17,7 +17,7 @@ import pytest
 
 from sandbox import invariants
 from sandbox.demo import Sandbox
-from sandbox.warm_python import WarmPython, _c_shim
+from sandbox.warm_python_manager import WarmPython, _c_shim
 
 REAL = str(Path(sys.executable).parent / "python3")
 SHIMS = [pytest.param("c", marks=pytest.mark.skipif(_c_shim(REAL) is None, reason="no C compiler"))]

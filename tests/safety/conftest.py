@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from safety_harness import Harness
 
-from sandbox import deploy, faults
+from sandbox import faults, synth
 from sandbox.demo import Sandbox, Scenario
-from sandbox.deploy import Assembly
 from sandbox.emulator import Emulator
+from sandbox.synth import Assembly
 
 WAIT_SCALE = 0.2
 
@@ -38,7 +38,7 @@ def emulator(_running_emulator: Emulator) -> Iterator[Emulator]:
 @pytest.fixture(scope="session")
 def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], tuple[Assembly, dict[str, Any]]]:
     """The real CDK app, synthesized once per user count."""
-    return deploy.synthesis_cache(tmp_path_factory.mktemp, max_polls=150)
+    return synth.synthesis_cache(tmp_path_factory.mktemp, max_polls=150)
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from rotation.errors import UnknownUser
 from safety_harness import Harness
 
 from sandbox import faults
-from sandbox.deploy import Assembly
+from sandbox.synth import Assembly
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infra"))
 from infra_synth import Grant, as_list, grants, render, step_roles  # noqa: E402
