@@ -4,15 +4,13 @@
 
 A warm Lambda container reuses its clients (AWS's advice for Lambda): creating a botocore client loads and
 copies its service model and event hooks, which cost as much CPU as the step's own work (bench/analysis.md,
-P4). The cache is keyed by the environment a client is made from, so a process whose environment changes
-(the sandbox runs every function in one process; tests patch variables) never gets a client made for
-another endpoint, region or role. `sts_with` is never cached: it signs with the key it is given.
+P4). So there is one client per service per process: a Lambda process runs one function with an environment
+that does not change. `sts_with` is never cached: it signs with the key it is given.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -34,25 +32,8 @@ if TYPE_CHECKING:
 RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 8}, connect_timeout=5, read_timeout=30)
 
 
-# What boto3 reads from the environment when it makes a client: where it sends requests and as whom.
-CLIENT_ENVIRONMENT = (
-    "AWS_ENDPOINT_URL",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_PROFILE",
-)
-
-
+@functools.cache
 def _client(service: str) -> Any:
-    return _cached_client(service, tuple(os.environ.get(name) for name in CLIENT_ENVIRONMENT))
-
-
-@functools.lru_cache(maxsize=64)
-def _cached_client(service: str, environment: tuple[str | None, ...]) -> Any:
-    del environment  # only the cache key: boto3 reads the same variables itself
     return boto3.client(service, config=RETRIES)  # type: ignore[call-overload]
 
 

@@ -1,23 +1,24 @@
 """What every handler shares: Powertools logging/tracing/metrics around a plain step function.
 
 A handler module is `handler = step_handler("<step>", run)` where `run(event)` parses the event, makes its
-clients, calls the domain and returns a JSON-ready dict of non-secret data.
+clients, calls the domain and returns a JSON-ready dict of non-secret data. The handler takes the context
+Lambda passes (Powertools reads its attributes); code that calls a handler outside Lambda passes one too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from types import SimpleNamespace
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from rotation.errors import RotationError
 
 from handlers import EXPECTED_ERROR_METRIC, METRICS_NAMESPACE
 
 Step = Callable[[Any], dict[str, Any]]
-Handler = Callable[[Any, Any], dict[str, Any]]
+Handler = Callable[[Any, LambdaContext], dict[str, Any]]
 
 # Powertools objects are stateless between invocations apart from buffers they flush per invocation.
 logger = Logger()  # service name: POWERTOOLS_SERVICE_NAME
@@ -41,7 +42,7 @@ def step_handler(step: str, run: Step) -> Handler:
     @logger.inject_lambda_context(clear_state=True)
     @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics
-    def decorated(event: Any, context: Any) -> dict[str, Any]:
+    def decorated(event: Any, context: LambdaContext) -> dict[str, Any]:
         logger.append_keys(step=step)
         metrics.add_dimension(name="step", value=step)
         try:
@@ -61,17 +62,6 @@ def step_handler(step: str, run: Step) -> Handler:
         logger.info("step done", extra={"rotation": summarize(result)})
         return result
 
-    def handler(event: Any, context: Any = None) -> dict[str, Any]:
-        # The sandbox and tests may call without a Lambda context; Powertools needs its attributes.
-        result: dict[str, Any] = decorated(event, context if context is not None else _local_context(step))
-        return result
-
-    handler.__name__ = f"{step}_handler"
+    decorated.__name__ = f"{step}_handler"
+    handler: Handler = decorated  # (Powertools' decorators return untyped functions)
     return handler
-
-
-def _local_context(step: str) -> Any:
-    return SimpleNamespace(function_name=f"keyrotation-{step}", function_version="$LATEST",
-                           invoked_function_arn=f"arn:aws:lambda:local:000000000000:function:keyrotation-{step}",
-                           memory_limit_in_mb=256, aws_request_id="local", log_group_name="local",
-                           log_stream_name="local", get_remaining_time_in_millis=lambda: 60_000)

@@ -1,10 +1,14 @@
 """Lambda without Docker: moto's `LambdaSimpleBackend.invoke`, replaced by running the function's own code
-(the zip moto stores) in this process, with its environment, its modules, a context and its log stream.
+(the zip moto stores) in this process, with its environment, its own modules, a context and its log stream.
+
+`LambdaContext` is the context object for every caller of a handler outside Lambda: this runtime, and the
+tests that call a handler directly.
 """
 
 from __future__ import annotations
 
 import base64
+import compileall
 import contextlib
 import hashlib
 import importlib
@@ -20,14 +24,15 @@ import traceback
 import uuid
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 # os.environ, sys.path and sys.modules are process-wide: one invocation at a time.
 _LAMBDA_LOCK = threading.RLock()
 _code_dirs: dict[str, Path] = {}
-_warm_modules: dict[str, dict[str, Any]] = {}
+# The modules of each execution environment (`_environment_key`), kept between its invocations (warm).
+_warm_modules: dict[tuple[str, ...], dict[str, Any]] = {}
 _code_root: Path | None = None
 _log_route = threading.local()
 
@@ -68,19 +73,41 @@ def inject_lambda_crash(
         lambda_hooks.remove(hook)
 
 
-@dataclass
-class _Context:
+@dataclass(frozen=True)
+class LambdaContext:
+    """The context the Python runtime passes a handler: the attributes it has there (Powertools reads the
+    function's name, ARN, memory and the request id)."""
+
     function_name: str
-    function_version: str
     invoked_function_arn: str
     memory_limit_in_mb: int
     aws_request_id: str
     log_group_name: str
     log_stream_name: str
-    deadline: float = field(default=0.0)
+    deadline: float  # time.monotonic() when the invocation times out
+    function_version: str = "$LATEST"
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+    @classmethod
+    def for_call(cls, function_name: str, *, region: str = "us-east-1", account_id: str = "123456789012",
+                 memory_mb: int = 256, timeout_seconds: float = 60.0) -> LambdaContext:
+        """A context for one direct call of a handler (tests): a new request id, the timeout from now."""
+        request_id = str(uuid.uuid4())
+        return cls(
+            function_name=function_name,
+            invoked_function_arn=f"arn:aws:lambda:{region}:{account_id}:function:{function_name}",
+            memory_limit_in_mb=memory_mb,
+            aws_request_id=request_id,
+            log_group_name=f"/aws/lambda/{function_name}",
+            log_stream_name=_log_stream(request_id),
+            deadline=time.monotonic() + timeout_seconds,
+        )
+
+
+def _log_stream(request_id: str) -> str:
+    return f"{time.strftime('%Y/%m/%d')}/[$LATEST]{request_id.replace('-', '')}"
 
 
 class _RoutedStream(io.TextIOBase):
@@ -125,6 +152,9 @@ def _code_dir(fn: Any) -> Path:
         target = _code_root / digest[:16]
         with zipfile.ZipFile(io.BytesIO(fn.code_bytes)) as archive:
             archive.extractall(target)
+        # Every function importing this code compiles it once between them (speed only: each function
+        # imports its own modules, `_module_scope`, and the process may be told to write no bytecode).
+        compileall.compile_dir(target, quiet=2)
         _code_dirs[digest] = target
     return _code_dirs[digest]
 
@@ -143,22 +173,35 @@ def _owned(name: str, tops: set[str]) -> bool:
     return name.split(".", 1)[0] in tops
 
 
+def _environment_key(fn: Any, env: dict[str, str]) -> tuple[str, ...]:
+    """What makes an execution environment. Lambda runs each function in processes of its own, with the
+    function's code and configuration; here every function runs in this process, so each function (and each
+    change of its code or configuration: another LAMBDA_TASK_ROOT or variable, another emulator's endpoint)
+    gets modules of its own. What they keep between invocations (boto3 clients, parsed settings) is never
+    seen by another function. Unlike Lambda, a function created again under the same name, code and
+    configuration (tests reset the emulator between them) finds its predecessor's warm modules: made for the
+    same endpoint and variables, and not imported again for every test."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+    return (str(fn.function_arn), endpoint, *sorted(f"{name}={value}" for name, value in env.items()))
+
+
 @contextlib.contextmanager
-def _module_scope(code_dir: Path) -> Iterator[None]:
-    """Import the function's modules from its own code, isolated from anything else of the same name."""
+def _module_scope(code_dir: Path, environment: tuple[str, ...]) -> Iterator[None]:
+    """Import the function's modules from its own code, isolated from anything else of the same name: from
+    other functions (even with the same code) and from the modules of the process itself (tests)."""
     tops = _top_level_names(code_dir)
     key = str(code_dir)
     shadowed = {n: m for n, m in sys.modules.items() if _owned(n, tops)}
     for name in shadowed:
         del sys.modules[name]
-    sys.modules.update(_warm_modules.get(key, {}))
+    sys.modules.update(_warm_modules.get(environment, {}))
     sys.path.insert(0, key)
     try:
         yield
     finally:
         sys.path.remove(key)
-        _warm_modules[key] = {n: m for n, m in sys.modules.items() if _owned(n, tops)}
-        for name in _warm_modules[key]:
+        _warm_modules[environment] = {n: m for n, m in sys.modules.items() if _owned(n, tops)}
+        for name in _warm_modules[environment]:
             del sys.modules[name]
         sys.modules.update(shadowed)
 
@@ -286,10 +329,9 @@ def invoke(
     event = json.loads(body) if body else {}
     module_name, _, attr = str(fn.handler).rpartition(".")
     request_id = str(uuid.uuid4())
-    stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{request_id.replace('-', '')}"
-    context = _Context(
+    stream = _log_stream(request_id)
+    context = LambdaContext(
         function_name=fn.function_name,
-        function_version="$LATEST",
         invoked_function_arn=fn.function_arn,
         memory_limit_in_mb=int(fn.memory_size),
         aws_request_id=request_id,
@@ -302,7 +344,7 @@ def invoke(
         code_dir = _code_dir(fn)
         env = _function_env(fn, code_dir)
         try:
-            with _environment(env), _module_scope(code_dir), \
+            with _environment(env), _module_scope(code_dir, _environment_key(fn, env)), \
                     _captured_output(sink, env.get("POWERTOOLS_SERVICE_NAME")):
                 for hook in list(lambda_hooks):
                     hook(fn.function_name, "before")

@@ -104,6 +104,29 @@ def test_functions_with_same_module_names_keep_their_own_code(emulator: Emulator
     assert again["calls"] == first["calls"] + 1
 
 
+def test_each_function_has_modules_of_its_own_like_its_own_process(emulator: Emulator) -> None:
+    # GIVEN two functions from the same code (the engine's steps all come from one asset)
+    _function(emulator, "left", STEP_CODE, {"LOCK_TABLE": "left"})
+    _function(emulator, "right", STEP_CODE, {"LOCK_TABLE": "right"})
+    client = emulator.client("lambda")
+
+    def call(name: str) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(client.invoke(FunctionName=name, Payload="{}")["Payload"].read())
+        return result
+
+    # WHEN both run, one of them twice
+    first, other, again = call("left"), call("right"), call("left")
+    # THEN each kept its own module state (what a module caches, such as boto3 clients, is never another
+    # function's), warm between its own invocations
+    assert (first["calls"], other["calls"], again["calls"]) == (1, 1, 2)
+    assert (first["table"], other["table"]) == ("left", "right")
+    # WHEN a function's configuration changes THEN it runs in a new environment: new modules
+    client.update_function_configuration(FunctionName="left",
+                                         Environment={"Variables": {"LOCK_TABLE": "new"}})
+    moved = call("left")
+    assert (moved["calls"], moved["table"]) == (1, "new")
+
+
 def test_state_machine_retry_and_catch_match_handler_error_names(emulator: Emulator) -> None:
     arn = _function(emulator, "step", STEP_CODE, {"LOCK_TABLE": "locks"})
     definition = {

@@ -24,6 +24,8 @@ from handlers import STEPS
 from moto import mock_aws
 from rotation import flow
 
+from sandbox.moto.lambda_runtime import LambdaContext
+
 MANAGED_PATH = "/keyrotation/"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -142,7 +144,7 @@ class _CurrentStdout:
 
 
 def _recording(watch: LeakWatch, step: str, handler: Callable[..., Any]) -> Callable[..., Any]:
-    def wrapper(event: Any, context: Any = None) -> Any:
+    def wrapper(event: Any, context: LambdaContext) -> Any:
         try:
             result = handler(event, context)
         except Exception as exc:
@@ -533,8 +535,15 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
 STANDARD, EMERGENCY = flow.STANDARD, flow.EMERGENCY  # the machine's orders (rotation/flow.py)
 
 
-def handler(step: str) -> Callable[..., Any]:
-    return importlib.import_module(f"handlers.{step}").handler  # type: ignore[no-any-return]
+def handler(step: str) -> Callable[[Any], Any]:
+    """The step's handler, called as Lambda calls it: with a context of its own for each call."""
+    module = importlib.import_module(f"handlers.{step}")
+
+    def call(event: Any) -> Any:
+        return module.handler(event, LambdaContext.for_call(f"keyrotation-{step}", region=REGION,
+                                                            account_id=ACCOUNT))
+
+    return call
 
 
 @dataclass
@@ -616,9 +625,9 @@ def _call(run: Run, step: str, state: dict[str, Any], repeat: bool) -> dict[str,
 
     for attempt in range(10):  # the machine's Retry on NewKeyNotYetValid
         try:
-            result = handler(step)(json.loads(json.dumps(state)), None)
+            result = handler(step)(json.loads(json.dumps(state)))
             if repeat:
-                result = handler(step)(json.loads(json.dumps(state)), None)
+                result = handler(step)(json.loads(json.dumps(state)))
             break
         except NewKeyNotYetValid:
             if attempt == 9:

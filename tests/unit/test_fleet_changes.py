@@ -23,7 +23,7 @@ def _before_distribution(monkeypatch: pytest.MonkeyPatch, number: int, action: C
     real = handlers.distribute.handler
     calls = [0]
 
-    def distribute(event: Any, context: Any = None) -> Any:
+    def distribute(event: Any, context: Any) -> Any:
         calls[0] += 1
         if calls[0] == number:
             action()
