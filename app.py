@@ -14,7 +14,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 # The engine's settings validator lives in lambdas/ (the Lambda asset root), and is imported as `rotation`;
-# the contract with the agent (agent_scripts/keyrotation_contract.py) by the engine and the renderer.
+# the contract with the agent (agent_scripts/keyrotation/contract.py) by the engine and the renderer.
 for code_root in (ROOT / "lambdas", ROOT / "agent_scripts"):
     if str(code_root) not in sys.path:
         sys.path.insert(0, str(code_root))

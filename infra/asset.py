@@ -11,8 +11,10 @@ from pathlib import Path
 from infra.config import InfraConfig
 from infra.constructs.steps import SETTINGS_FILE
 
-# The engine's half of the contract with the agent: the same file the document ships to the servers.
-CONTRACT_PATH = Path(__file__).resolve().parent.parent / "agent_scripts" / "keyrotation_contract.py"
+# The engine's half of the contract with the agent: the same module the document ships to the servers, in its
+# package (`keyrotation.contract`; the package's __init__ imports nothing).
+AGENT_PACKAGE = Path(__file__).resolve().parent.parent / "agent_scripts" / "keyrotation"
+CONTRACT_FILES = ("__init__.py", "contract.py")
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", SETTINGS_FILE)
 
 
@@ -26,7 +28,9 @@ def stage_lambda_asset(config: InfraConfig, lambdas_dir: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix="keyrotation-lambda-"))
     atexit.register(shutil.rmtree, staging, ignore_errors=True)
     shutil.copytree(lambdas_dir, staging, ignore=_IGNORED, dirs_exist_ok=True)
-    shutil.copy2(CONTRACT_PATH, staging / CONTRACT_PATH.name)  # fleet.py imports it (docs/design.md §4)
+    (staging / AGENT_PACKAGE.name).mkdir()
+    for name in CONTRACT_FILES:  # fleet.py imports keyrotation.contract (docs/design.md §4)
+        shutil.copy2(AGENT_PACKAGE / name, staging / AGENT_PACKAGE.name / name)
     (staging / SETTINGS_FILE).write_text(
         json.dumps(config.lambda_settings(), indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 # The sandbox runs the repository's own code in-process, and this is the one place that puts it on sys.path:
 # the engine (lambdas/, imported as `rotation` and `handlers`, as in the Lambda asset) and the agent contract
-# (agent_scripts/keyrotation_contract.py).
+# (agent_scripts/keyrotation/contract.py).
 REPO = Path(__file__).resolve().parent.parent
 for _code_root in (REPO / "lambdas", REPO / "agent_scripts"):
     if str(_code_root) not in sys.path:

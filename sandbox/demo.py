@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keyrotation_contract import parse_result
+from keyrotation.contract import parse_result
 
 from sandbox import deploy, invariants, provision, synth
 from sandbox.deploy import Deployment

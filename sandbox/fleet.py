@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from keyrotation_contract import RESULT_MARKER
+from keyrotation.contract import RESULT_MARKER
 
 from sandbox.patches import PluginResult, RunRequest, linux_shell_steps
 from sandbox.warm_python_manager import WarmPython, cold_agents_requested

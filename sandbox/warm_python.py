@@ -1,4 +1,4 @@
-# ruff: noqa: PTH100, PTH103, PTH109, PTH118, PTH120, PTH123
+# ruff: noqa: PTH100, PTH103, PTH109, PTH118, PTH119, PTH120, PTH123
 # (the zygote works with os-level paths and raw file objects on purpose, like the agent)
 """The warm interpreter's zygote (sandbox/warm_python_manager.py explains the whole): the program that
 `WarmPython` starts as `python3 sandbox/warm_python.py serve SOCKET [--preload SCRIPT]...`.
@@ -131,7 +131,7 @@ def _preload_script(path: str) -> Any:
         source = handle.read()
     module = types.ModuleType("_warm_preload")
     module.__file__ = path
-    # Its own modules beside it (the agent's keyrotation_contract), as when it runs: they stay imported.
+    # Its own modules beside it (the agent's package), as when it runs: they stay imported.
     sys.path.insert(0, os.path.dirname(path))
     try:
         exec(_compile(source, path), module.__dict__)  # noqa: S102
@@ -180,7 +180,7 @@ def warm_up(preload: list[str]) -> None:
     for path in preload:
         try:
             module = _preload_script(path)
-            if hasattr(module, "main") and hasattr(module, "format_result"):  # the agent
+            if os.path.basename(path) == "keyrotation_agent.py" and hasattr(module, "main"):
                 _rehearse_agent(module)
         except Exception as exc:  # noqa: BLE001 - a preload is an optimization only
             sys.stderr.write(f"warm_python: preload {path} failed: {type(exc).__name__}: {exc}\n")

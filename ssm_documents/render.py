@@ -4,12 +4,13 @@ The deployed document must be self-contained (nothing is pre-installed on server
 the document's own (schema, description, steps and their preconditions); everything shared with the agent or
 the engine comes from ``agent_scripts/``:
 
-- ``parameters:`` and the description's inputs table are generated from ``keyrotation_contract.PARAMETERS``;
-- each step's ``runCommand`` is a launcher file (``launch-linux.sh`` for ``sh``, ``launch-windows.ps1``),
+- ``parameters:`` and the description's inputs table are generated from ``keyrotation.contract.PARAMETERS``;
+- each step's ``runCommand`` is a launcher file (``launch-linux.sh`` for ``sh``; ``launch-windows.ps1``, which
+  only reports that Windows is not supported yet),
   one line per element, with its ``@…@`` placeholders filled in: the payload, the unpacker, the Python
   version check, the agent's arguments (one ``--flag=$SSM_<Name>`` per parameter) and the launcher's own
-  failure lines and exit codes (``keyrotation_contract.LAUNCHER_FAILURES``);
-- the payload is one zip of the agent and its contract module, base64 on one line; the launcher unpacks it
+  failure lines and exit codes (``keyrotation.contract.LAUNCHER_FAILURES``);
+- the payload is one zip of the agent's entry script and its package (``keyrotation/``), base64 on one line; the launcher unpacks it
   into a private temporary directory and runs the agent with the server's Python 3.6+.
 
 Used by the CDK app (``render_document()`` is the ``Content`` of the ``AWS::SSM::Document``), the sandbox and
@@ -26,18 +27,24 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-import keyrotation_contract as contract
 import yaml
+from keyrotation import contract
 
 DOCUMENT_PATH = Path(__file__).resolve().with_name("rotate-access-key.yaml")
 AGENT_DIR = Path(__file__).resolve().parent.parent / "agent_scripts"
 AGENT_PATH = AGENT_DIR / "keyrotation_agent.py"
-# What the servers receive, in this order: the agent and the module it imports.
-PAYLOAD_FILES = ("keyrotation_agent.py", "keyrotation_contract.py")
+# What the servers receive: the agent's entry script and its package (in this order, sorted).
+ENTRY_SCRIPT = "keyrotation_agent.py"
+PACKAGE = "keyrotation"
+
+
+def payload_files() -> list[str]:
+    """The payload's files, relative to agent_scripts/: the entry script, then the package's modules."""
+    return [ENTRY_SCRIPT] + sorted(f"{PACKAGE}/{p.name}" for p in (AGENT_DIR / PACKAGE).glob("*.py"))
 # SSM's limit for a document's content; the rendered JSON must stay below it.
 MAX_DOCUMENT_BYTES = 64 * 1024
 # Unpacks the payload file argv[1] into the directory argv[2]. Python 3.6's standard library, and no quote
-# characters: PowerShell 5 mangles quotes in arguments to native programs.
+# characters (so that a PowerShell launcher could pass it too: PowerShell 5 mangles quotes in arguments).
 UNPACKER = (
     "import base64, io, pathlib, sys, zipfile, zlib; zipfile.ZipFile(io.BytesIO(zlib.decompress("
     "base64.b64decode(pathlib.Path(sys.argv[1]).read_bytes())))).extractall(sys.argv[2])"
@@ -56,11 +63,11 @@ def load_template() -> dict[str, Any]:
 
 
 def payload_zip() -> bytes:
-    """The agent and its contract as one zip (stored: the whole is compressed once, across files), with
+    """The agent and its package as one zip (stored: the whole is compressed once, across files), with
     fixed dates and modes, so that the same sources give the same document (CloudFormation sees no change)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-        for name in PAYLOAD_FILES:
+        for name in payload_files():
             info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             info.create_system = 3  # Unix: external_attr holds the mode
             info.external_attr = 0o600 << 16
@@ -95,9 +102,9 @@ def inputs_table() -> str:
 
 def agent_arguments(shell: str) -> str:
     """The agent's arguments in the launcher: one quoted ``--flag=<SSM_Name variable>`` per parameter."""
-    if shell == "sh":
-        return " ".join(f'{p.flag}="${{SSM_{p.name}-}}"' for p in contract.PARAMETERS)
-    return " ".join(f'"{p.flag}=$env:SSM_{p.name}"' for p in contract.PARAMETERS)
+    if shell != "sh":  # the PowerShell launcher runs no agent (Windows is not supported yet)
+        raise ValueError(f"no agent arguments for {shell}")
+    return " ".join(f'{p.flag}="${{SSM_{p.name}-}}"' for p in contract.PARAMETERS)
 
 
 def launcher_lines(name: str, shell: str, payload: str) -> list[str]:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
-from keyrotation_contract import parse_result
+from keyrotation.contract import parse_result
 
 from rotation import fleet, secrets
 from rotation.errors import RotationError, UnknownUser

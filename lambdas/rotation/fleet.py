@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
-from keyrotation_contract import RESULT_MARKER, command_parameters, parse_result
+from keyrotation.contract import RESULT_MARKER, command_parameters, parse_result
 
 from rotation.errors import NoTargets, TargetsOffline, TargetsUnsupported
 from rotation.keys import error_code
@@ -22,7 +22,7 @@ from rotation.state import DocumentSettings, Failure
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
 
-# The document's Action values (keyrotation_contract.ACTIONS): a rotation's two passes, and the read-only
+# The document's Action values (keyrotation.contract.ACTIONS): a rotation's two passes, and the read-only
 # audit (rotation/audit.py).
 DocumentAction = Literal["rotate", "verify", "audit"]
 BATCH_SIZE = 50  # SendCommand accepts at most 50 InstanceIds

@@ -19,7 +19,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from keyrotation_contract import PATTERNS
+from keyrotation.contract import PATTERNS
 
 from rotation.errors import InvalidSettings
 from rotation.names import check_unique_stems
@@ -56,7 +56,7 @@ MANAGED_PATH_PATTERN = r"^/([A-Za-z0-9_+=,.@-]+/)*$"
 # Absolute Linux path of ≤ 16 segments of ≤ 60 characters; a segment may start with at most one dot, so `.`,
 # `..` and `..x` are impossible. (The document's pattern also admits Windows drive paths; this is a subset.)
 CREDENTIALS_FILE_PATTERN = r"^(/\.?[A-Za-z0-9_@+-][A-Za-z0-9._@+-]{0,59}){1,16}$"
-PROFILE_PATTERN = PATTERNS["Profile"]  # the document's own (keyrotation_contract)
+PROFILE_PATTERN = PATTERNS["Profile"]  # the document's own (keyrotation.contract)
 # A file name in the agent's hooks directory; starts with a letter or digit (no `.`/`..` escapes).
 RELOAD_HOOK_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 CONFIG_RULE_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"

@@ -6,6 +6,7 @@ uid 1000) and `/home/app` owned by app, and an IAM user whose key is in a Secret
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -20,7 +21,7 @@ from typing import Any
 
 import boto3
 import botocore.session
-import keyrotation_contract as contract
+from keyrotation import contract
 
 from ssm_documents.render import step_script
 
@@ -324,3 +325,20 @@ def botocore_keys(path: Path, profile: str) -> tuple[str, str]:
     creds = session.get_credentials()
     assert creds is not None
     return creds.access_key, creds.secret_key
+
+
+@contextlib.contextmanager
+def fresh_agent_modules() -> Iterator[None]:
+    """Inside the block, the agent's package is imported anew (e.g. as on another platform); afterwards the
+    process has exactly the agent modules it had before, so other tests never see that copy."""
+
+    def ours() -> list[str]:
+        return [name for name in sys.modules if name == "keyrotation" or name.startswith("keyrotation.")]
+
+    saved = {name: sys.modules.pop(name) for name in ours()}
+    try:
+        yield
+    finally:
+        for name in ours():
+            del sys.modules[name]
+        sys.modules.update(saved)

@@ -8,14 +8,12 @@ and the longest paths the document admits still leave the engine a whole line to
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 from agent_support import (
-    AGENT,
     APP_GID,
     APP_UID,
     Identity,
@@ -119,17 +117,11 @@ def test_failure_with_noisy_hook_and_long_path_reads_as_that_failure(
     assert len(stdout.rstrip("\n")) <= 1000
 
 
-def load_agent() -> Any:
-    spec = importlib.util.spec_from_file_location("keyrotation_agent_output", AGENT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("where", ["message", "file", "caller_arn"])
 def test_result_line_is_bounded_and_shortening_never_uncovers_the_secret(where: str) -> None:
-    agent = load_agent()
+    from keyrotation import contract
+    from keyrotation import main as agent
+
     secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
     result = {
         "status": "error",
@@ -147,7 +139,7 @@ def test_result_line_is_bounded_and_shortening_never_uncovers_the_secret(where: 
     value = str(result[where])
     result[where] = value[: len(value) // 2] + secret + value[len(value) // 2 :]
     line = agent.result_line(result, [secret])
-    assert len(line) <= agent.RESULT_LINE_LIMIT == 1000
+    assert len(line) <= contract.RESULT_LINE_LIMIT == 1000
     assert all(secret[i : i + 8] not in line for i in range(len(secret) - 7))
     parsed = fleet.parse_result(line)
     assert parsed is not None

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import keyrotation_contract as contract
 import pytest
 from agent_support import (
     APP_GID,
@@ -36,6 +35,7 @@ from agent_support import (
     ssm_env,
     write_credentials,
 )
+from keyrotation import contract
 
 from ssm_documents import render
 
@@ -298,10 +298,8 @@ def test_a_botocore_without_retry_modes_still_gets_retries(monkeypatch: pytest.M
     """botocore < 1.15 (Ubuntu 18.04's python3-botocore on Python 3.6) refuses retries={"mode": ...} with
     InvalidRetryConfigurationError: the agent must then use the legacy retries, not fail every call.
     (Checked by hand with botocore 1.12.253 and 1.26.10 on Python 3.6; this stands in for the old Config.)"""
-    import importlib.util
 
     import botocore.config
-    from agent_support import AGENT
     from botocore.exceptions import InvalidRetryConfigurationError
 
     real_config = botocore.config.Config
@@ -313,10 +311,8 @@ def test_a_botocore_without_retry_modes_still_gets_retries(monkeypatch: pytest.M
 
     monkeypatch.setattr(botocore.config, "Config", old_config)
     monkeypatch.setenv("KEYROTATION_AWS_CLIENT", "botocore")
-    spec = importlib.util.spec_from_file_location("keyrotation_agent_old_botocore", AGENT)
-    assert spec is not None and spec.loader is not None
-    agent = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(agent)
-    config = agent.AwsClient()._config()
+    from keyrotation.aws import AwsClient
+
+    config = AwsClient()._config()
     assert config.retries == {"max_attempts": 4}
     assert (config.connect_timeout, config.read_timeout) == (10, 30)

@@ -151,19 +151,20 @@ def test_semantically_invalid_parameters(
 def test_windows_system_profile_file_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     """The Windows branch, simulated: the agent loaded as if os.name were "nt" refuses the SYSTEM profile's
     file (the SSM Agent's own there), any profile, whatever the case or separators."""
-    import importlib.util
+    import types
 
-    from agent_support import AGENT
+    from agent_support import fresh_agent_modules
 
-    monkeypatch.setattr(os, "name", "nt")
-    spec = importlib.util.spec_from_file_location("keyrotation_agent_windows", AGENT)
-    assert spec is not None and spec.loader is not None
-    agent = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(agent)
-    monkeypatch.undo()
+    with fresh_agent_modules():  # this test's own copy of the package, imported as on Windows
+        monkeypatch.setattr(os, "name", "nt")
+        from keyrotation import base, paths
+        monkeypatch.undo()
     monkeypatch.delenv("KEYROTATION_ROOT", raising=False)
     monkeypatch.delenv("AWS_SHARED_CREDENTIALS_FILE", raising=False)
-    assert agent.IS_WINDOWS
+    agent = types.SimpleNamespace(
+        AgentError=base.AgentError, refuse_ssm_agent_file=paths.refuse_ssm_agent_file
+    )
+    assert base.IS_WINDOWS
     for path in (
         r"C:\Windows\System32\config\systemprofile\.aws\credentials",
         r"c:\windows\system32\CONFIG\systemprofile\.aws\credentials",

@@ -4,25 +4,12 @@ every line outside the profile is kept verbatim and in order."""
 
 from __future__ import annotations
 
-import importlib.util
 import random
-from typing import Any
 
-from agent_support import AGENT
+from keyrotation import credentials as agent
 
 NEW_ID = "AKIANEWNEWNEWNEWNEW0"
 NEW_SECRET = "NewSecret/abcdefghijklmnop+0123456789ABC"
-
-
-def load_agent() -> Any:
-    spec = importlib.util.spec_from_file_location("keyrotation_agent_fuzz", AGENT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-agent = load_agent()
 
 
 def generate(rng: random.Random) -> str:

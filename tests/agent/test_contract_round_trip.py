@@ -1,4 +1,4 @@
-"""The engine ⇄ document ⇄ agent contract (agent_scripts/keyrotation_contract.py), by a round trip.
+"""The engine ⇄ document ⇄ agent contract (agent_scripts/keyrotation/contract.py), by a round trip.
 
 Each side takes its part of the contract from the one module; this test proves the parts fit by going the
 whole way: the engine's SendCommand parameters (lambdas/rotation/fleet.py) → SSM's checks and ENV_VAR
@@ -12,10 +12,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import keyrotation_contract as contract
 import pytest
 import re2
 from agent_support import Identity, Server, run_linux_step, write_credentials
+from keyrotation import contract
 from rotation import audit, fleet
 from rotation.state import DocumentSettings
 
@@ -145,13 +145,27 @@ def test_every_launcher_failure_is_a_line_the_engine_reads(failure: str) -> None
     document = render.render_document()
     line = contract.launcher_line(failure)
     code = contract.EXIT_CODES[contract.LAUNCHER_FAILURES[failure][0]]
-    for action in render.SHELLS:
-        script = render.step_script(document, action)
-        assert line in script and f"exit {code}" in script, (action, failure)
+    scripts = [render.step_script(document, action) for action in render.SHELLS]
+    assert any(line in script and f"exit {code}" in script for script in scripts), failure
     assert fleet.parse_result("noise\n" + line + "\n") == {
         "status": "error",
         "error": contract.LAUNCHER_FAILURES[failure][0],
         "message": contract.LAUNCHER_FAILURES[failure][1],
+    }
+
+
+def test_a_windows_server_reads_as_not_supported_and_nothing_runs() -> None:
+    # GIVEN the document's Windows step (Windows servers are not supported yet; the engine refuses them)
+    windows = render.step_script(render.render_document(), "aws:runPowerShellScript")
+    # THEN it runs no agent and reads no parameter: it prints the contract's line and exits with its code
+    commands = [line for line in windows.splitlines() if line and not line.startswith("#")]
+    assert commands == [
+        "Write-Output '" + contract.launcher_line("unsupported_platform") + "'",
+        f"exit {contract.EXIT_CODES['unsupported_platform']}",
+    ]
+    printed = commands[0].removeprefix("Write-Output '").removesuffix("'")
+    assert fleet.parse_result(printed) == {
+        "status": "error", "error": "unsupported_platform", "message": "Windows servers are not supported yet"
     }
 
 

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import keyrotation_contract as contract
 import pytest
 from botocore.exceptions import ClientError
+from keyrotation import contract
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
 import agent_support  # noqa: E402

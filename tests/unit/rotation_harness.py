@@ -17,10 +17,10 @@ from typing import Any
 
 import boto3
 import botocore.client
-import keyrotation_contract as contract
 import pytest
 from botocore.exceptions import ClientError
 from handlers import STEPS
+from keyrotation import contract
 from moto import mock_aws
 from rotation import flow
 

@@ -99,7 +99,7 @@ RESULT_FIELDS = (
 )
 BASE_FIELDS = ("status", "action", "profile", "file", "access_key_id", "caller_arn")
 
-# error code -> exit code. Codes 1-11 are the agent's, 20-21 its launchers' (before the agent runs).
+# error code -> exit code. Codes 1-11 are the agent's, 20-22 its launchers' (before the agent runs).
 EXIT_CODES = {
     "internal": 1,
     "invalid_parameter": 2,
@@ -122,12 +122,14 @@ EXIT_CODES = {
     "unreadable_by_owner": 11,
     "no_python": 20,
     "no_workdir": 21,
+    "unsupported_platform": 22,
 }
 # The launchers' own failures (the document's step scripts, before the agent runs): name -> (error, message).
 LAUNCHER_FAILURES = {
     "no_python": ("no_python", "no Python >= %d.%d found on this server" % MIN_PYTHON),
     "no_workdir": ("no_workdir", "cannot create a temporary directory"),
     "no_unpack": ("no_workdir", "cannot unpack the agent"),
+    "unsupported_platform": ("unsupported_platform", "Windows servers are not supported yet"),
 }
 
 
