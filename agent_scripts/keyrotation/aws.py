@@ -8,8 +8,10 @@ import subprocess
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from .base import KEY_ID, SECRET_KEY, SECRET_KEY_PATTERN, AgentError, env_float, log
+from .base import KEY_ID, SECRET_KEY, AgentError, env_float, log
 from .contract import PATTERNS
+
+SECRET_KEY_PATTERN = r"^[A-Za-z0-9/+=]{16,256}$"
 
 
 def region_for(secret_id: str) -> Optional[str]:

@@ -13,8 +13,10 @@ try:  # POSIX only
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-from .base import BACKUP_SUFFIX, IS_WINDOWS, TEMP_INFIX, AgentError, log
+from .base import BACKUP_SUFFIX, IS_WINDOWS, AgentError, log
 from .paths import host_path, split_logical
+
+TEMP_INFIX = ".keyrotation-tmp-"
 
 
 def read_all(fd: int) -> bytes:
@@ -257,8 +259,6 @@ class Directory:
                 if not stat.S_ISDIR(st.st_mode):  # unlink never follows a symlink
                     os.unlink(entry, dir_fd=self.fd)
                     log("removed stale temp file " + entry)
-
-
 
 
 class FileAttributes(object):

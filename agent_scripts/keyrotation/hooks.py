@@ -5,8 +5,13 @@ import stat
 import subprocess
 from typing import Dict
 
-from .base import HOOK_OUTPUT_SHOWN, HOOKS_DIR, AgentError, env_float, log
+from .base import IS_WINDOWS, AgentError, env_float, log
 from .paths import host_path, split_logical
+
+HOOKS_DIR = r"C:\ProgramData\keyrotation\hooks.d" if IS_WINDOWS else "/etc/keyrotation/hooks.d"
+
+# How much of a reload hook's output (stdout and stderr, merged) the agent relays to its own stderr.
+HOOK_OUTPUT_SHOWN = 1000
 
 
 def run_hook(name: str, context: Dict[str, str]) -> None:

@@ -6,10 +6,13 @@ import sys
 from typing import Any, Dict, List, Optional
 
 from .actions import audit, rotate, verify
-from .base import SHORTENABLE, AgentError
+from .base import AgentError
 from .contract import EXIT_CODES, RESULT_LINE_LIMIT, format_result
 from .parameters import read_parameters, validate_parameters
 from .paths import refuse_ssm_agent_file
+
+# Free-text fields of the result line that may be shortened to keep it within RESULT_LINE_LIMIT.
+SHORTENABLE = ("message", "file", "backup", "caller_arn", "hook")
 
 
 def shorten(value: str, size: int) -> str:

@@ -11,7 +11,14 @@ try:  # POSIX only
 except ImportError:  # pragma: no cover - Windows
     pwd = None  # type: ignore[assignment]
 
-from .base import IS_WINDOWS, SSM_AGENT_FILES, AgentError
+from .base import IS_WINDOWS, AgentError
+
+# The SSM Agent keeps its own credentials here (profile "default") and rewrites them periodically.
+SSM_AGENT_FILES = (
+    (r"C:\Windows\System32\config\systemprofile\.aws\credentials",)
+    if IS_WINDOWS
+    else ("/root/.aws/credentials",)
+)
 
 
 def host_path(logical: str) -> str:
