@@ -10,8 +10,9 @@ the engine comes from ``agent_scripts/``:
   one line per element, with its ``@…@`` placeholders filled in: the payload, the unpacker, the Python
   version check, the agent's arguments (one ``--flag=$SSM_<Name>`` per parameter) and the launcher's own
   failure lines and exit codes (``keyrotation.contract.LAUNCHER_FAILURES``);
-- the payload is one zip of the agent's entry script and its package (``keyrotation/``), base64 on one line; the launcher unpacks it
-  into a private temporary directory and runs the agent with the server's Python 3.6+.
+- the payload is one zip of the agent's entry script and its package (``keyrotation/``), zlib-compressed,
+  base64 on one line; the Linux launcher unpacks it into a private temporary directory and runs the agent
+  with the server's Python 3.6+.
 
 Used by the CDK app (``render_document()`` is the ``Content`` of the ``AWS::SSM::Document``), the sandbox and
 the tests.
