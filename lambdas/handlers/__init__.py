@@ -1,24 +1,7 @@
 """Thin Lambda handlers, one module per Step Functions state: parse the event, call the domain, return ids."""
 
-# Every step, in the rotation's order (select_due belongs to the scheduled machine, audit and audit_report to
-# the audit). The CDK app's step registry (infra/constructs/steps.py STEPS: handler, domain function,
-# permissions) lists the same steps in this order; tests check both lists and the modules here agree.
-STEPS = (
-    "prepare",
-    "create_key",
-    "verify_key",
-    "promote",
-    "distribute",
-    "check_distribution",
-    "check_usage",
-    "deactivate",
-    "delete",
-    "rollback",
-    "notify",
-    "select_due",
-    "audit",
-    "audit_report",
-)
+# Each module here (but the `_` ones) is one step's Lambda. Which machine runs it, its domain function and
+# its permissions: the CDK app's step registry, infra/constructs/steps.py `STEPS` (tests check the two agree).
 
 # The CloudWatch metrics every step emits (Powertools EMF; dimensions: service, step). The CDK app's error
 # alarms count the Lambda errors that are not EXPECTED_ERROR_METRIC (infra/constructs/alerts.py).

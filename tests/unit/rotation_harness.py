@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import pkgutil
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,7 +20,6 @@ import boto3
 import botocore.client
 import pytest
 from botocore.exceptions import ClientError
-from handlers import STEPS
 from keyrotation import contract
 from moto import mock_aws
 from rotation import flow
@@ -27,6 +27,11 @@ from rotation import flow
 from sandbox.moto.lambda_runtime import LambdaContext
 
 MANAGED_PATH = "/keyrotation/"
+# Every step's handler module (lambdas/handlers/, but the `_` helpers).
+HANDLER_STEPS = tuple(
+    m.name for m in pkgutil.iter_modules([str(Path(__file__).resolve().parents[2] / "lambdas" / "handlers")])
+    if not m.name.startswith("_")
+)
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 
@@ -120,7 +125,7 @@ def leak_watch(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[st
     if isinstance(handler, logging.StreamHandler):
         monkeypatch.setattr(handler, "stream", _CurrentStdout())
 
-    for step in STEPS:
+    for step in HANDLER_STEPS:
         module = importlib.import_module(f"handlers.{step}")
         monkeypatch.setattr(module, "handler", _recording(watch, step, module.handler))
 
@@ -579,7 +584,7 @@ def drive(
     world.running.add(execution_id)
     state: dict[str, Any] = {"input": {"user": user, "mode": mode, **extra}, "execution_id": execution_id}
     run = Run(execution_id, state, [])
-    order = EMERGENCY if mode == "emergency" else STANDARD
+    order = flow.ORDERS[mode]  # type: ignore[index]
     try:
         return _drive(world, run, order, crash_after, repeat_each)
     except BaseException:
