@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox import patches
 from sandbox.emulator import Emulator
+from sandbox.moto.lambda_runtime import set_log_group
 from sandbox.synth import STACK_NAME, Assembly
 
 
@@ -340,6 +340,6 @@ def _create_function(emulator: Emulator, assembly: Assembly, resolve: _Resolver,
     )
     group = resolve(props.get("LoggingConfig", {})).get("LogGroup")
     if group:
-        patches.set_log_group(emulator.account_id, emulator.region, name, group)
+        set_log_group(emulator.account_id, emulator.region, name, group)
     return {"Ref": name, "Arn": fn["FunctionArn"]}
 

@@ -30,7 +30,8 @@ from typing import Any
 import boto3
 from keyrotation.contract import RESULT_MARKER
 
-from sandbox.patches import PluginResult, RunRequest, linux_shell_steps
+from sandbox.moto.run_command import linux_shell_steps
+from sandbox.moto.ssm import PluginResult, RunRequest
 from sandbox.warm_python_manager import WarmPython, cold_agents_requested
 
 AGENT_VERSION = "3.3.2957.0"  # ≥ 3.3.2746.0: ENV_VAR interpolation
