@@ -1,4 +1,5 @@
-"""The two state machines: the per-user rotation (docs/design.md §2) and the scheduled run over due users.
+"""The three state machines: the per-user rotation (docs/design.md §2), the scheduled run over due users and
+the audit. Their mode Choices come from lambdas/rotation/flow.py, their steps from steps.py `STEPS`.
 
 State names are the step names wherever a state runs a step, so the console reads like the design.
 Conventions (rotation machine): the first state, `start`, shapes the state as
