@@ -8,6 +8,7 @@ from typing import Any
 import botocore.config
 import pytest
 from botocore.exceptions import ClientError
+from keyrotation import contract
 
 from sandbox.emulator import Emulator, wait_for
 from sandbox.fleet import Fleet
@@ -220,7 +221,7 @@ def test_nodes_run_with_their_group_role_credentials(emulator: Emulator, fleet: 
 @pytest.mark.parametrize("fault", ["fail", "wrong_key_id", "no_marker"])
 def test_fault_injection(emulator: Emulator, fleet: Fleet, fault: str) -> None:
     ids = _setup(emulator, fleet, count=2)
-    marker = 'KEYROTATION_RESULT {"status": "ok", "access_key_id": "AKIAREALKEY000000000"}\n'
+    marker = contract.result_line(status="ok", access_key_id="AKIAREALKEY000000000") + "\n"
     for instance_id in ids:
         fleet.servers[instance_id].path("/marker").write_text(marker)
     setattr(fleet.servers[ids[0]].faults, fault, True)

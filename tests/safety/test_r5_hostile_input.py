@@ -218,7 +218,7 @@ def test_values_the_patterns_admit_are_refused_by_the_agent(
                                                             parameters))
     # THEN the agent refuses with a result line naming the problem, and changed nothing
     assert result.status == "Failed", (result.stdout, result.stderr)
-    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("KEYROTATION_RESULT "))
+    line = next(ln for ln in result.stdout.splitlines() if ln.startswith(contract.RESULT_MARKER + " "))
     outcome = json.loads(line.split(" ", 1)[1])
     assert outcome["status"] == "error" and word in json.dumps(outcome).lower(), outcome
     after = harness.snapshot()
