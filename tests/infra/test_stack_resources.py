@@ -234,7 +234,7 @@ def test_failed_timed_out_or_aborted_executions_of_both_machines_alert(synth: Sy
 
 
 def test_every_step_alarms_on_its_unexpected_errors_only(synth: Synth) -> None:
-    from handlers import EXPECTED_ERROR_METRIC, METRICS_NAMESPACE, STEPS
+    from handlers import EXPECTED_ERROR_METRIC, METRICS_NAMESPACE
 
     (topic,) = synth.of_type("AWS::SNS::Topic")
     alarms = [a for lid, a in synth.of_type("AWS::CloudWatch::Alarm").items() if "Errors" in lid]
