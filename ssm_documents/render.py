@@ -34,14 +34,10 @@ from keyrotation import contract
 DOCUMENT_PATH = Path(__file__).resolve().with_name("rotate-access-key.yaml")
 AGENT_DIR = Path(__file__).resolve().parent.parent / "agent_scripts"
 AGENT_PATH = AGENT_DIR / "keyrotation_agent.py"
-# What the servers receive: the agent's entry script and its package (in this order, sorted).
+# What the servers receive: the agent's entry script and its package (payload_files).
 ENTRY_SCRIPT = "keyrotation_agent.py"
 PACKAGE = "keyrotation"
 
-
-def payload_files() -> list[str]:
-    """The payload's files, relative to agent_scripts/: the entry script, then the package's modules."""
-    return [ENTRY_SCRIPT] + sorted(f"{PACKAGE}/{p.name}" for p in (AGENT_DIR / PACKAGE).glob("*.py"))
 # SSM's limit for a document's content; the rendered JSON must stay below it.
 MAX_DOCUMENT_BYTES = 64 * 1024
 # Unpacks the payload file argv[1] into the directory argv[2]. Python 3.6's standard library, and no quote
@@ -61,6 +57,11 @@ def load_template() -> dict[str, Any]:
     with DOCUMENT_PATH.open(encoding="utf-8") as handle:
         document: dict[str, Any] = yaml.safe_load(handle)
     return document
+
+
+def payload_files() -> list[str]:
+    """The payload's files, relative to agent_scripts/: the entry script, then the package's modules."""
+    return [ENTRY_SCRIPT] + sorted(f"{PACKAGE}/{p.name}" for p in (AGENT_DIR / PACKAGE).glob("*.py"))
 
 
 def payload_zip() -> bytes:
