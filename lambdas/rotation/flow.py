@@ -2,9 +2,10 @@
 state each `resume_from` enters, and where the modes part ways (FORKS).
 
 The CDK construct (infra/constructs/workflows.py) builds its mode Choice states from FORKS and its resume
-Choice from RESUME_TARGETS; the unit harness (tests/unit/rotation_harness.py) drives STANDARD and EMERGENCY;
-the steps (rotation/steps.py) read ORDERS where a step's rule follows from where it stands in its mode's
-order; tests/infra/test_rotation_machine.py walks the synthesized machine to check it runs exactly ORDERS.
+Choice from RESUME_TARGETS; the unit harness (tests/unit/rotation_harness.py) drives ORDERS; `distribute`
+(rotation/steps.py) reads ORDERS to choose its action; tests/infra/test_rotation_machine.py walks the
+synthesized machine to check it runs exactly ORDERS. Who may deactivate before the fleet confirmed is not
+read from here: rotation/steps.py names the emergency mode itself (invariant 1).
 
 `check_distribution` repeats until the distribution is done (a Wait of `poll_seconds` between polls); the
 machine's Waits (observe, grace) are not steps. `rollback` and `notify` are the failure path and the end.
@@ -93,12 +94,6 @@ FORKS: dict[str, Fork] = {
         next={STANDARD_MODE: "wait_observe", EMERGENCY_MODE: "delete"}, by_action={"verify": "delete"}
     ),
 }
-
-
-def deactivates_first(mode: Mode) -> bool:
-    """`mode` deactivates the old key before the fleet gets the new one (emergency: it is believed leaked)."""
-    order = ORDERS[mode]
-    return "deactivate" in order and order.index("deactivate") < order.index("distribute")
 
 
 def verifies(mode: Mode) -> bool:

@@ -91,7 +91,7 @@ def prepare(
     plan = classify(user.name, user_keys, state, held.creating)
     resume_from = plan.resume_from
     old_active = any(key.key_id == plan.old_key_id and key.active for key in user_keys)
-    if flow.deactivates_first(request.mode) and resume_from == "distribute" and old_active:
+    if request.mode == flow.EMERGENCY_MODE and resume_from == "distribute" and old_active:
         # The old key is believed leaked: it goes Inactive before the fleet is touched again.
         resume_from = "deactivate"
     group = settings.group(user.server_group)
@@ -411,8 +411,9 @@ def deactivate(
         raise StateConflict(
             f"refusing to deactivate {old.key_id}: the secret's AWSCURRENT is not the new key {new_key_id}"
         )
-    # Only after the fleet confirmed the new key — unless the mode deactivates first (the fleet gets it next).
-    if not flow.deactivates_first(rotation.mode):
+    # Only after the fleet confirmed the new key. Only the explicit emergency mode may do it before (invariant
+    # 1): kept as a plain comparison, so that no edit of the flow table can drop this check for another mode.
+    if rotation.mode != flow.EMERGENCY_MODE:
         _require_confirmed(rotation, new_key_id, f"deactivate {old.key_id}")
     keys.set_status(iam, rotation.user, old.key_id, "Inactive")
     return rotation
